@@ -1,0 +1,59 @@
+"""Compile cache: in memory per process, and on disk (``$CONVT_CACHE_DIR`` or the user cache
+dir) as ordinary artifacts keyed by spec, target and versions. Entries are written atomically;
+a corrupted entry fails the artifact checks and is rebuilt."""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+from convt import runtime
+
+from .build import artifact_bytes, build, write_atomic
+from .targets import resolve
+
+_memory = {}
+_lock = threading.Lock()
+
+
+def cache_dir() -> str:
+    env = os.environ.get("CONVT_CACHE_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "convt")
+
+
+def _key(spec, target) -> str:
+    import tvm
+    from convt import __version__
+    blob = f"{spec.key()}|{target}|{__version__}|{tvm.__version__}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def get_runner(spec, target="x86"):
+    """A runner for ``spec`` (kernel and bias as call inputs), compiled at most once."""
+    tgt = resolve(target)
+    key = _key(spec, tgt)
+    with _lock:
+        hit = _memory.get(key)
+    if hit is not None:
+        return hit
+    path = os.path.join(cache_dir(), key + ".convt")
+    runner = None
+    if os.path.exists(path):
+        try:
+            runner = runtime.load(path)
+        except runtime.ArtifactError:
+            runner = None  # corrupted or stale: rebuilt below
+    if runner is None:
+        kernel = build(spec, tgt)
+        data, man = artifact_bytes(kernel)
+        try:
+            write_atomic(path, data)
+        except OSError:
+            pass  # a read-only cache dir costs a rebuild next process, nothing more
+        runner = runtime.Runner(kernel.lib, man)
+    with _lock:
+        _memory.setdefault(key, runner)
+    return runner

@@ -1,0 +1,217 @@
+"""TE compute of a ConvTranspose spec, in stride-phase (polyphase) form.
+
+Output index ``o`` on an axis reads the scatter result at ``f = o + pad_begin``. Only kernel taps
+``t`` with ``t*d == f (mod s)`` reach ``f``; they form the progression ``t = t0(rho) + m*S'`` with
+``rho = f mod s``, ``g = gcd(d, s)``, ``S' = s/g``, and read input ``j = f//s + e(rho) - m*d/g``.
+So each output is a dense sum over ``m < ceil(k/S')`` sub-kernel taps: no multiply by an inserted
+zero. Phases with fewer taps read zero-padded sub-kernel entries (at most ``S'-1`` of them a
+phase: 0 when ``k`` divides by the stride).
+
+Stages (block names are the contract with ``convt.schedules``):
+
+* ``pad``  ``Xp[n, j+pad_lo..., ci]``  input, zero-padded, channels innermost (both layouts)
+* ``pack`` ``Wp[rho..., m..., ci_in_group, co]``  sub-kernels from the user's kernel layout
+* ``conv`` ``Y[n, o..., co]``  the reduction over ``ci_in_group`` and ``m...``
+* ``epilogue``  ``out = activation(Y + bias)`` written in the spec's layout and dtype
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Tuple
+
+from . import tvm_api as T
+from .activations import FUSED
+from .spec import ConvTransposeSpec
+
+BLOCK_PAD, BLOCK_PACK, BLOCK_CONV, BLOCK_EPILOGUE = "pad", "pack", "conv", "epilogue"
+ACC_DTYPE = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisPlan:
+    """Phase arithmetic of one spatial axis (plain ints; ``expr`` methods build TE)."""
+
+    in_len: int
+    out_len: int
+    k: int
+    s: int
+    d: int
+    pad_begin: int
+
+    @property
+    def g(self):
+        return math.gcd(self.d, self.s)
+
+    @property
+    def sub_stride(self):  # S': tap step inside one phase
+        return self.s // self.g
+
+    @property
+    def sub_dilation(self):  # input step between consecutive taps of one phase
+        return self.d // self.g
+
+    @property
+    def taps(self):  # M: sub-kernel length
+        return -(-self.k // self.sub_stride)
+
+    def t0(self, rho):
+        """First tap of phase ``rho`` or None when no tap reaches it."""
+        if rho % self.g:
+            return None
+        S = self.sub_stride
+        return ((rho // self.g) * pow(self.sub_dilation, -1, S)) % S if S > 1 else 0
+
+    def e(self, rho):
+        t0 = self.t0(rho)
+        return 0 if t0 is None else (rho - t0 * self.d) // self.s
+
+    def tap(self, rho, m):
+        t0 = self.t0(rho)
+        if t0 is None:
+            return None
+        t = t0 + m * self.sub_stride
+        return t if t < self.k else None
+
+    def _input_range(self):
+        lo, hi = None, None
+        first, last = self.pad_begin, self.pad_begin + self.out_len - 1
+        for rho in range(self.s):
+            fmin = first + (rho - first) % self.s
+            if fmin > last:
+                continue
+            fmax = last - (last - rho) % self.s
+            base = self.e(rho)
+            jmin = (fmin - rho) // self.s + base - (self.taps - 1) * self.sub_dilation
+            jmax = (fmax - rho) // self.s + base
+            lo = jmin if lo is None else min(lo, jmin)
+            hi = jmax if hi is None else max(hi, jmax)
+        return lo, hi
+
+    @property
+    def pad_lo(self):
+        return max(0, -self._input_range()[0])
+
+    @property
+    def pad_hi(self):
+        return max(0, self._input_range()[1] - (self.in_len - 1))
+
+    # ---- TE expressions ----
+    def _table(self, rho_expr, values):
+        """values[rho] as an expression of rho (a select chain; constant-folds when uniform)."""
+        if len(set(values)) == 1:
+            return T.const(values[0], "int32")
+        out = T.const(values[-1], "int32")
+        for r in range(len(values) - 2, -1, -1):
+            out = T.select(rho_expr == r, T.const(values[r], "int32"), out)
+        return out
+
+    def input_index(self, o, m):
+        f = o + self.pad_begin
+        if self.s == 1:
+            return f - m * self.d + self.pad_lo
+        rho = T.floormod(f, self.s)
+        e = self._table(rho, [self.e(r) for r in range(self.s)])
+        return T.floordiv(f, self.s) + e - m * self.sub_dilation + self.pad_lo
+
+    def phase(self, o):
+        return T.floormod(o + self.pad_begin, self.s) if self.s > 1 else 0
+
+    def tap_expr(self, rho, m):
+        """(t, valid) for sub-kernel entry (rho, m) as TE expressions."""
+        t0s = [self.t0(r) for r in range(self.s)]
+        t0 = self._table(rho, [v if v is not None else 0 for v in t0s])
+        t = t0 + m * self.sub_stride
+        valid = t < self.k
+        if any(v is None for v in t0s):
+            valid = T.all_of(valid, self._table(rho, [int(v is not None) for v in t0s]) == 1)
+        return t, valid
+
+
+def axis_plans(spec: ConvTransposeSpec) -> Tuple[AxisPlan, ...]:
+    return tuple(AxisPlan(i, o, k, s, d, pb) for i, o, k, s, d, pb in zip(
+        spec.in_spatial, spec.out_spatial, spec.kernel, spec.strides, spec.dilation,
+        spec.pads_begin))
+
+
+def conv_transpose_te(spec: ConvTransposeSpec):
+    """Build TE tensors for ``spec``; returns ``(inputs, out)`` with inputs = [x, kernel, (bias)].
+
+    x:      (N, *in_spatial, C_in) channels_last or (N, C_in, *in_spatial) channels_first
+    kernel: spec.kernel_shape (Keras ``k... + (C_out, C_in/groups)`` or ONNX ``(C_in, C_out/groups) + k...``)
+    bias:   (C_out,)
+    out:    spec.output_shape(); N is a symbolic var when spec.batch is None
+    """
+    plans = axis_plans(spec)
+    R = spec.rank
+    dtype = spec.dtype
+    cin_g = spec.in_channels // spec.groups
+    cout_g = spec.out_channels // spec.groups
+    n = T.var("n") if spec.batch is None else spec.batch
+    cl = spec.layout == "channels_last"
+
+    x = T.placeholder(spec.input_shape(n), dtype, name="x")
+    w = T.placeholder(spec.kernel_shape, dtype, name="kernel")
+    inputs = [x, w]
+
+    padded = (n,) + tuple(p.in_len + p.pad_lo + p.pad_hi for p in plans) + (spec.in_channels,)
+
+    def pad_fn(b, *rest):
+        js, ci = rest[:R], rest[R]
+        src = [j - p.pad_lo for j, p in zip(js, plans)]
+        inside = T.all_of(*[T.all_of(j >= 0, j < p.in_len) for j, p in zip(src, plans)])
+        idx = (b, *src, ci) if cl else (b, ci, *src)
+        return T.if_then_else(inside, x[idx].astype(ACC_DTYPE), T.const(0, ACC_DTYPE))
+
+    xp = T.compute(padded, pad_fn, name=BLOCK_PAD)
+
+    packed = tuple(p.s for p in plans) + tuple(p.taps for p in plans) + (cin_g, spec.out_channels)
+
+    def pack_fn(*idx):
+        rhos, ms, rci, co = idx[:R], idx[R:2 * R], idx[2 * R], idx[2 * R + 1]
+        taps = [p.tap_expr(r, m) for p, r, m in zip(plans, rhos, ms)]
+        ts = [t for t, _ in taps]
+        valid = T.all_of(*[v for _, v in taps]) if R > 1 else taps[0][1]
+        if spec.kernel_layout == "spatial_oi":
+            src = w[(*ts, co, rci)]
+        else:
+            src = w[(T.floordiv(co, cout_g) * cin_g + rci, T.floormod(co, cout_g), *ts)]
+        return T.if_then_else(valid, src.astype(ACC_DTYPE), T.const(0, ACC_DTYPE))
+
+    wp = T.compute(packed, pack_fn, name=BLOCK_PACK)
+
+    rci = T.reduce_axis((0, cin_g), name="rci")
+    rms = [T.reduce_axis((0, p.taps), name=f"m{a}") for a, p in enumerate(plans)]
+
+    def conv_fn(b, *rest):
+        os, co = rest[:R], rest[R]
+        ci = rci if spec.groups == 1 else T.floordiv(co, cout_g) * cin_g + rci
+        js = [p.input_index(o, m) for p, o, m in zip(plans, os, rms)]
+        rhos = [p.phase(o) for p, o in zip(plans, os)]
+        return T.te_sum(xp[(b, *js, ci)] * wp[(*rhos, *rms, rci, co)], axis=[rci, *rms])
+
+    y = T.compute((n,) + spec.out_spatial + (spec.out_channels,), conv_fn, name=BLOCK_CONV)
+
+    if spec.bias:
+        bias = T.placeholder((spec.out_channels,), dtype, name="bias")
+        inputs.append(bias)
+    act = FUSED[spec.activation]
+
+    def epi_fn(*idx):
+        if cl:
+            b, os, co = idx[0], idx[1:R + 1], idx[R + 1]
+        else:
+            b, co, os = idx[0], idx[1], idx[2:]
+        v = y[(b, *os, co)]
+        if spec.bias:
+            v = v + bias[co].astype(ACC_DTYPE)
+        return act(T, v).astype(dtype)
+
+    out = T.compute(spec.output_shape(n), epi_fn, name=BLOCK_EPILOGUE)
+    return inputs, out
+
+
+def conv_transpose_prim_func(spec: ConvTransposeSpec):
+    """The unscheduled PrimFunc ``main(x, kernel, [bias], out)``."""
+    inputs, out = conv_transpose_te(spec)
+    return T.create_prim_func(inputs + [out]).with_attr("global_symbol", "main")

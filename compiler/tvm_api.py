@@ -1,0 +1,91 @@
+"""The one module that touches TVM's compiler APIs (TE, TIR, s_tir, Relax, targets, build, export).
+
+A TVM upgrade should change this file only. The runtime loader (``convt.runtime``) never imports
+it: on a device only ``libtvm_runtime.so`` exists and ``import tvm.relax`` fails there.
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import te, tirx, relax  # noqa: F401  (re-exported for compute and relax wrappers)
+import tvm.s_tir as s_tir
+from tvm.target import Target, codegen  # noqa: F401
+
+Schedule = s_tir.Schedule
+ScheduleError = s_tir.ScheduleError
+
+# TE / TIR expression helpers used by compute.py and activations.py
+var = te.var
+placeholder = te.placeholder
+compute = te.compute
+reduce_axis = te.reduce_axis
+te_sum = te.sum
+create_prim_func = te.create_prim_func
+floordiv = tirx.floordiv
+floormod = tirx.floormod
+select = tirx.Select
+if_then_else = tirx.if_then_else
+const = tirx.const
+exp = tirx.exp
+log = tirx.log
+log1p = tirx.log1p
+tanh = tirx.tanh
+erf = tirx.erf
+sqrt = tirx.sqrt
+sigmoid = tirx.sigmoid
+tmax = tirx.max
+tmin = tirx.min
+tabs = tirx.abs
+all_of = tirx.all
+
+
+def get_block(sch, name):
+    """Schedule block lookup (named ``get_sblock`` in TVM 0.27's s_tir)."""
+    return sch.get_sblock(name)
+
+
+def host_cpu() -> str:
+    return codegen.llvm_get_system_cpu()
+
+
+def cpu_features(target: Target) -> set:
+    with target:
+        return set(codegen.llvm_get_cpu_features())
+
+
+def vector_bits(target: Target) -> int:
+    """SIMD register width from the target's features (LLVM's own query ignores ``mcpu``)."""
+    feats = cpu_features(target)
+    if "avx512f" in feats:
+        return 512
+    if "avx2" in feats or "avx" in feats:
+        return 256
+    return 128
+
+
+def build_tir(mod, target: Target):
+    """Build a TIR-only IRModule (or PrimFunc) for ``target``."""
+    return tvm.tirx.build(mod, target=target)
+
+
+def build_relax(mod, target: Target):
+    return tvm.compile(mod, target=target)
+
+
+def cross_compiler(cxx: str):
+    from tvm.support import cc
+    return cc.cross_compiler(cxx)
+
+
+def compile_cuda(code: str, arch: str, target_format: str = "fatbin"):
+    from tvm.support import nvcc
+    return nvcc.compile_cuda(code, target_format=target_format, arch=arch, compiler="nvcc")
+
+
+def prim_func_script(mod) -> str:
+    return mod.script()
+
+
+def dtype_of(expr) -> str:
+    """Element type of a TIR expression (``PrimExpr.ty`` in TVM 0.27; ``dtype`` before)."""
+    ty = getattr(expr, "ty", None)
+    return str(ty if ty is not None else expr.dtype)

@@ -1,0 +1,65 @@
+"""Public entry points: the Keras op, ``compile``, ``load``."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from .runtime import load  # noqa: F401  (runtime-only: no compiler import)
+
+
+def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None,
+                   data_format=None, dilation_rate=1):
+    """``keras.ops.conv_transpose``: compiled for this host on the first call of a signature.
+
+    inputs: (N, *spatial, C_in) channels_last or (N, C_in, *spatial) channels_first
+    kernel: (*kernel_spatial, C_out, C_in). Returns a float32 numpy array.
+    """
+    from .frontends.keras_op import op_geometry
+    x = np.asarray(inputs)
+    w = np.asarray(kernel)
+    fields, out_spatial = op_geometry(x.shape, w.shape, strides=strides, padding=padding,
+                                      output_padding=output_padding, data_format=data_format,
+                                      dilation_rate=dilation_rate)
+    if min(out_spatial) <= 0:  # Keras returns an empty tensor here
+        c = w.shape[-2]
+        shape = ((x.shape[0],) + out_spatial + (c,) if fields["layout"] == "channels_last"
+                 else (x.shape[0], c) + out_spatial)
+        return np.zeros(tuple(max(d, 0) for d in shape), np.float32)
+    from .compiler.cache import get_runner
+    from .compiler.spec import ConvTransposeSpec
+    spec = ConvTransposeSpec(kernel_layout="spatial_oi", **fields)
+    return get_runner(spec)(x.astype(np.float32, copy=False), w.astype(np.float32, copy=False))
+
+
+def _source_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def compile(source, input_shape=None, target="x86", knobs=None):  # noqa: A001 (public name)
+    """Compile a Keras-style layer (``convt.layers``) or a ConvTransposeSpec for ``target``.
+
+    ``input_shape`` includes the batch axis; ``None`` there gives a module for any batch size.
+    ``target``: "x86" (this host), "arm", "cuda", or a TVM target dict.
+    """
+    from .compiler.build import build
+    from .compiler.module import CompiledModule
+    from .compiler.spec import ConvTransposeSpec
+    from .frontends.keras_layers import BaseConvTranspose
+
+    if isinstance(source, ConvTransposeSpec):
+        return CompiledModule(build(source, target, knobs),
+                              source_hash=_source_hash(source.to_dict()))
+    if isinstance(source, BaseConvTranspose):
+        spec, params, post = source.compile_parts(input_shape)
+        return CompiledModule(build(spec, target, knobs), params, post,
+                              source_hash=_source_hash(source.get_config()))
+    raise TypeError(f"compile() takes a convt.layers layer or a ConvTransposeSpec, got "
+                    f"{type(source).__name__}")
+
+
+def set_num_threads(n: int):
+    """Threads of TVM's CPU thread pool for this process (0: one per core)."""
+    import tvm_ffi
+    tvm_ffi.get_global_func("runtime.config_threadpool")(1, int(n))
