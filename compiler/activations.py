@@ -15,7 +15,7 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 def _softplus(T, x):
     # max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|
-    return T.tmax(x, T.const(0, x.dtype)) + T.log1p(T.exp(-T.tabs(x)))
+    return T.tmax(x, _c(T, x, 0)) + T.log1p(T.exp(-T.tabs(x)))
 
 
 def _c(T, x, v):

@@ -1,0 +1,118 @@
+"""The compiled kernel against the float64 scatter oracle over a grid of every axis."""
+import numpy as np
+import pytest
+from conftest import assert_close
+from reference import scatter_conv_transpose
+
+from convt.compiler import activations
+from convt.compiler.build import build
+from convt.compiler.spec import ConvTransposeSpec
+from convt.runtime import Runner
+from convt.compiler.build import manifest
+
+NP_ACT = {
+    "linear": lambda x: x, "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.clip(x, 0, 6), "leaky_relu": lambda x: np.where(x >= 0, x, 0.2 * x),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "selu": lambda x: activations.SELU_SCALE * np.where(x > 0, x, activations.SELU_ALPHA * np.expm1(x)),
+    "celu": lambda x: np.maximum(x, 0) + np.minimum(0, np.expm1(x)),
+    "gelu": lambda x: 0.5 * x * (1 + np.vectorize(__import__("math").erf)(x / np.sqrt(2))),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "hard_sigmoid": lambda x: np.clip(x + 3, 0, 6) / 6,
+    "silu": lambda x: x / (1 + np.exp(-x)), "hard_silu": lambda x: x * np.clip(x + 3, 0, 6) / 6,
+    "mish": lambda x: x * np.tanh(np.logaddexp(0, x)), "softplus": lambda x: np.logaddexp(0, x),
+    "softsign": lambda x: x / (1 + np.abs(x)), "tanh": np.tanh, "exponential": np.exp,
+    "squareplus": lambda x: (x + np.sqrt(x * x + 4)) / 2,
+    "soft_shrink": lambda x: np.where(x > 0.5, x - 0.5, np.where(x < -0.5, x + 0.5, 0)),
+    "hard_shrink": lambda x: np.where(np.abs(x) > 0.5, x, 0),
+    "tanh_shrink": lambda x: x - np.tanh(x), "hard_tanh": lambda x: np.clip(x, -1, 1),
+    "log_sigmoid": lambda x: -np.logaddexp(0, -x),
+    "sparse_plus": lambda x: np.where(x <= -1, 0, np.where(x >= 1, x, (x + 1) ** 2 / 4)),
+    "sparse_sigmoid": lambda x: np.clip((x + 1) / 2, 0, 1),
+}
+
+
+def run_spec(spec, rng, batch=2, knobs=None):
+    kernel = build(spec, "x86", knobs)
+    x = rng.standard_normal(spec.input_shape(batch)).astype(np.float32)
+    w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
+    b = rng.standard_normal(spec.out_channels).astype(np.float32)
+    args = [x, w] + ([b] if spec.bias else [])
+    y = Runner(kernel.lib, manifest(kernel, None))(*args)
+    ref = scatter_conv_transpose(x, w, spec.strides, spec.dilation, spec.pads_begin,
+                                 spec.pads_end, spec.output_padding, spec.groups,
+                                 spec.layout == "channels_last", spec.kernel_layout)
+    if spec.bias:
+        ref = ref + (b if spec.layout == "channels_last" else b.reshape((-1,) + (1,) * spec.rank))
+    return y, NP_ACT[spec.activation](ref), kernel
+
+
+GEOMETRY = [  # (in_spatial, kernel, strides, dilation, pads_begin, pads_end, output_padding)
+    ((5,), (3,), (2,), (1,), (1,), (0,), (1,)),          # odd, asymmetric, output padding
+    ((1,), (4,), (3,), (1,), (0,), (0,), (0,)),          # 1-wide input, kernel > stride
+    ((6,), (2,), (4,), (1,), (0,), (0,), (3,)),          # kernel < stride
+    ((4,), (3,), (2,), (2,), (1,), (2,), (0,)),          # stride with dilation (op allows it)
+    ((5, 4), (3, 4), (2, 3), (1, 1), (1, 0), (0, 2), (1, 2)),
+    ((3, 7), (5, 2), (1, 2), (2, 1), (2, 0), (1, 1), (0, 1)),
+    ((2, 3, 4), (2, 3, 1), (2, 1, 3), (1, 1, 1), (0, 1, 0), (1, 0, 0), (1, 0, 2)),
+    ((4, 4), (16, 16), (8, 8), (1, 1), (4, 4), (4, 4), (0, 0)),  # FCN-like large kernel
+]
+
+
+@pytest.mark.parametrize("geom", GEOMETRY, ids=lambda g: f"k{g[1]}s{g[2]}")
+@pytest.mark.parametrize("layout,kernel_layout,groups,cin,cout,bias", [
+    ("channels_last", "spatial_oi", 1, 3, 16, True),
+    ("channels_first", "io_spatial", 1, 5, 8, False),
+    ("channels_last", "io_spatial", 2, 4, 6, True),
+    ("channels_first", "io_spatial", 4, 4, 4, True),     # depthwise
+    ("channels_last", "spatial_oi", 1, 2, 1, False),     # single output channel
+])
+def test_grid_against_scatter_reference(geom, layout, kernel_layout, groups, cin, cout, bias, rng):
+    in_sp, k, s, d, pb, pe, op = geom
+    spec = ConvTransposeSpec(in_sp, cin, cout, k, s, d, pb, pe, op, groups=groups, layout=layout,
+                             kernel_layout=kernel_layout, bias=bias)
+    y, ref, _ = run_spec(spec, rng, batch=3)
+    assert_close(y, ref)
+
+
+@pytest.mark.parametrize("act", sorted(activations.FUSED))
+def test_every_fused_activation(act, rng):
+    spec = ConvTransposeSpec((4, 3), 3, 8, (3, 3), (2, 2), (1, 1), (1, 1), (0, 0), (1, 0),
+                             bias=True, activation=act, layout="channels_first")
+    y, ref, _ = run_spec(spec, rng)
+    assert_close(y, ref)
+
+
+def test_fallback_rule_is_exact(rng, monkeypatch):
+    from convt import schedules
+    spec = ConvTransposeSpec((5, 4), 4, 8, (3, 3), (2, 2), (1, 1), (1, 0), (0, 1), (1, 1),
+                             bias=True, activation="relu")
+    monkeypatch.setitem(schedules.RULES, "x86", schedules.x86.RULES[-1:])
+    y, ref, kernel = run_spec(spec, rng)
+    assert kernel.rule == "cpu.fallback"
+    assert_close(y, ref)
+
+
+@pytest.mark.parametrize("knobs", [{"tile_w": 1, "co_vecs": 1}, {"tile_w": 5}, {"threads": 1}])
+def test_knob_values_do_not_change_results(knobs, rng):
+    spec = ConvTransposeSpec((7, 6), 3, 16, (4, 4), (2, 2), (1, 1), (1, 1), (1, 1), (0, 0))
+    y, ref, kernel = run_spec(spec, rng, knobs=knobs)
+    assert {k.name: k.value for k in kernel.knobs}.items() >= knobs.items()
+    assert_close(y, ref)
+
+
+def test_symbolic_batch_accepts_any_batch(rng):
+    spec = ConvTransposeSpec((3, 3), 2, 4, (2, 2), (2, 2), (1, 1), (0, 0), (0, 0), (0, 0))
+    kernel = build(spec, "x86")
+    runner = Runner(kernel.lib, manifest(kernel, None))
+    w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
+    for n in (1, 4, 7):
+        x = rng.standard_normal(spec.input_shape(n)).astype(np.float32)
+        ref = scatter_conv_transpose(x, w, spec.strides, spec.dilation, spec.pads_begin,
+                                     spec.pads_end, spec.output_padding, 1, True, "spatial_oi")
+        assert_close(runner(x, w), ref)
+
+
+def test_macs_count_useful_work():
+    spec = ConvTransposeSpec((8, 6), 2048, 256, (4, 4), (2, 2), (1, 1), (1, 1), (1, 1), (0, 0),
+                             batch=1)
+    assert spec.macs() == 2048 * 8 * 6 * 256 * 16  # 0.805 GFLOP, as suite.json's anchors
