@@ -58,12 +58,14 @@ def _check_host(target: dict):
 def read_artifact(path):
     """Validated (manifest, members) of an artifact; raises ArtifactError before loading code."""
     try:
-        with zipfile.ZipFile(path) as z:
-            members = {n: z.read(n) for n in z.namelist()}
+        z = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
         raise ArtifactError(f"{path}: not a convt artifact ({e})") from None
-    except Exception as e:  # zlib/CRC errors from a damaged file
-        raise ArtifactError(f"{path}: damaged artifact ({e})") from None
+    try:
+        with z:
+            members = {n: z.read(n) for n in z.namelist()}
+    except Exception as e:  # CRC and decompression errors of a damaged file
+        raise ArtifactError(f"{path}: damaged artifact, refused ({e})") from None
     if F.MANIFEST not in members:
         raise ArtifactError(f"{path}: not a convt artifact (no {F.MANIFEST})")
     try:
