@@ -61,6 +61,12 @@ def _activation(identifier):
     raise ValueError(f"Could not interpret activation function identifier: {identifier!r}")
 
 
+def _ctor_args(local_vars):
+    """A constructor's arguments by name (the classes differ only in positional order)."""
+    args = {k: v for k, v in local_vars.items() if k not in ("self", "kwargs", "__class__")}
+    return {**args, **local_vars["kwargs"]}
+
+
 class BaseConvTranspose:
     rank = None
 
@@ -284,10 +290,7 @@ class Conv1DTranspose(BaseConvTranspose):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        self._setup(filters, kernel_size, strides, padding, output_padding, data_format,
-                    dilation_rate, activation, use_bias, kernel_initializer, bias_initializer,
-                    kernel_regularizer, bias_regularizer, activity_regularizer,
-                    kernel_constraint, bias_constraint, **kwargs)
+        self._setup(**_ctor_args(locals()))
 
 
 class Conv2DTranspose(BaseConvTranspose):
@@ -298,10 +301,7 @@ class Conv2DTranspose(BaseConvTranspose):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        self._setup(filters, kernel_size, strides, padding, output_padding, data_format,
-                    dilation_rate, activation, use_bias, kernel_initializer, bias_initializer,
-                    kernel_regularizer, bias_regularizer, activity_regularizer,
-                    kernel_constraint, bias_constraint, **kwargs)
+        self._setup(**_ctor_args(locals()))
 
 
 class Conv3DTranspose(BaseConvTranspose):
@@ -313,10 +313,7 @@ class Conv3DTranspose(BaseConvTranspose):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
                  **kwargs):
-        self._setup(filters, kernel_size, strides, padding, output_padding, data_format,
-                    dilation_rate, activation, use_bias, kernel_initializer, bias_initializer,
-                    kernel_regularizer, bias_regularizer, activity_regularizer,
-                    kernel_constraint, bias_constraint, **kwargs)
+        self._setup(**_ctor_args(locals()))
 
 
 Convolution1DTranspose = Conv1DTranspose
