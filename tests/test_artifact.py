@@ -80,7 +80,7 @@ def test_loads_with_runtime_library_only(exported, rng, tmp_path):
         "assert 'libtvm_runtime' in maps, 'runtime not loaded'\n"
         "assert 'libtvm_compiler' not in maps, 'compiler library was loaded'\n")
     env = dict(os.environ, TVM_USE_RUNTIME_LIB="1")
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
     assert_close(np.load(tmp_path / "y.npy"), layer(x))
 
 
