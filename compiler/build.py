@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import zipfile
@@ -79,7 +80,6 @@ def _cuda_members(kernel: BuiltKernel) -> dict:
             f.write(src)
         gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_GENCODE]
         gencode.append(f"-gencode=arch=compute_{CUDA_GENCODE[-1]},code=compute_{CUDA_GENCODE[-1]}")
-        import subprocess
         proc = subprocess.run(["nvcc", "--fatbin", "-O3", *gencode, "-o", out, cu],
                               capture_output=True, text=True)
         if proc.returncode:
@@ -95,7 +95,7 @@ def _cuda_members(kernel: BuiltKernel) -> dict:
 
 def signature(spec: ConvTransposeSpec, bound_params: bool):
     def entry(name, shape):
-        return {"name": name, "shape": [None if isinstance(d, type(None)) else int(d)
+        return {"name": name, "shape": [None if d is None else int(d)
                                         for d in shape], "dtype": spec.dtype}
     inputs = [entry("x", spec.input_shape())]
     if not bound_params:

@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import tempfile
-import threading
 import zipfile
 
 import numpy as np
@@ -105,7 +104,6 @@ class Runner:
         self._params = {k: tvm.runtime.tensor(np.ascontiguousarray(v), self._device)
                         for k, v in (params or {}).items()}
         self._post = manifest.get("post_activation")
-        self._lock = threading.Lock()
 
     @property
     def input_names(self):

@@ -52,8 +52,8 @@ def _schedule_pad(sch, spec):
     blk = T.get_block(sch, C.BLOCK_PAD)
     loops = sch.get_loops(blk)
     sch.parallel(sch.fuse(loops[0], loops[1]))
-    if spec.in_channels >= 4:
-        sch.vectorize(loops[-1]) if spec.in_channels <= 64 else None
+    if 4 <= spec.in_channels <= 64:
+        sch.vectorize(loops[-1])
 
 
 def _schedule_pack(sch):

@@ -116,3 +116,23 @@ def test_macs_count_useful_work():
     spec = ConvTransposeSpec((8, 6), 2048, 256, (4, 4), (2, 2), (1, 1), (1, 1), (1, 1), (0, 0),
                              batch=1)
     assert spec.macs() == 2048 * 8 * 6 * 256 * 16  # 0.805 GFLOP, as suite.json's anchors
+
+
+def test_relax_call_tir_wrapper_any_batch(rng):
+    import tvm
+
+    from convt.compiler import tvm_api as T
+    from convt.compiler.relax_wrap import relax_module
+    from convt.compiler.targets import resolve
+    spec = ConvTransposeSpec((5, 4), 3, 8, (3, 3), (2, 2), (1, 1), (1, 0), (0, 1), (1, 0),
+                             bias=True, activation="tanh", layout="channels_first",
+                             kernel_layout="io_spatial")
+    vm = tvm.relax.VirtualMachine(T.build_relax(relax_module(spec), resolve("x86")), tvm.cpu())
+    w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
+    b = rng.standard_normal(spec.out_channels).astype(np.float32)
+    for n in (1, 3):
+        x = rng.standard_normal(spec.input_shape(n)).astype(np.float32)
+        y = vm["main"](*[tvm.runtime.tensor(a) for a in (x, w, b)]).numpy()
+        ref = scatter_conv_transpose(x, w, spec.strides, spec.dilation, spec.pads_begin,
+                                     spec.pads_end, spec.output_padding, 1, False, "io_spatial")
+        assert_close(y, np.tanh(ref + b.reshape(-1, 1, 1)))

@@ -48,7 +48,6 @@ def _spec(shape):
 
 
 def _ort_session(spec, w, threads):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], strides=list(spec.strides),
