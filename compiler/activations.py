@@ -38,19 +38,27 @@ def _clip(T, x, lo, hi):
     return T.tmin(T.tmax(x, _c(T, x, lo)), _c(T, x, hi))
 
 
-# name -> f(T, x) where T is convt.compiler.tvm_api (TE expression builders)
+def _hard_sigmoid_ab(T, x, alpha=None, beta=None):
+    """Keras' ``relu6(x + 3) / 6`` without arguments; ONNX's ``clip(alpha*x + beta, 0, 1)``."""
+    if alpha is None:
+        return _hard_sigmoid(T, x)
+    return _clip(T, _c(T, x, alpha) * x + _c(T, x, beta), 0, 1)
+
+
+# name -> f(T, x, *args) where T is convt.compiler.tvm_api (TE expression builders); args are the
+# spec's ``activation_args`` (ONNX attributes), each activation's Keras default when absent.
 FUSED = {
     "linear": lambda T, x: x,
     "relu": lambda T, x: T.tmax(x, _c(T, x, 0)),
     "relu6": _relu6,
-    "leaky_relu": lambda T, x: T.select(x >= _c(T, x, 0), x, x * _c(T, x, 0.2)),
+    "leaky_relu": lambda T, x, alpha=0.2: T.select(x >= _c(T, x, 0), x, x * _c(T, x, alpha)),
     "elu": _elu,
     "selu": lambda T, x: _c(T, x, SELU_SCALE) * _elu(T, x, SELU_ALPHA),
     "celu": lambda T, x: T.tmax(x, _c(T, x, 0)) + T.tmin(_c(T, x, 0), T.exp(x) - _c(T, x, 1)),
     "gelu": lambda T, x: _c(T, x, 0.5) * x * (
         _c(T, x, 1) + T.erf(x * _c(T, x, 1 / math.sqrt(2)))),
     "sigmoid": lambda T, x: T.sigmoid(x),
-    "hard_sigmoid": _hard_sigmoid,
+    "hard_sigmoid": _hard_sigmoid_ab,
     "silu": lambda T, x: x * T.sigmoid(x),
     "hard_silu": lambda T, x: x * _hard_sigmoid(T, x),
     "mish": lambda T, x: x * T.tanh(_softplus(T, x)),
@@ -70,7 +78,13 @@ FUSED = {
         x <= _c(T, x, -1), _c(T, x, 0),
         T.select(x >= _c(T, x, 1), x, (x + _c(T, x, 1)) * (x + _c(T, x, 1)) / _c(T, x, 4))),
     "sparse_sigmoid": lambda T, x: _clip(T, (x + _c(T, x, 1)) / _c(T, x, 2), 0, 1),
+    # not Keras activations: ONNX ops folded into the epilogue
+    "clip": _clip,
+    "prelu": None,  # per-channel slope: an extra kernel input, built in compute.py
 }
+
+# activation -> (min, max) number of ``activation_args``
+ARITY = {"leaky_relu": (0, 1), "elu": (0, 1), "hard_sigmoid": (0, 2), "clip": (2, 2)}
 
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 
@@ -115,5 +129,9 @@ def canonical(name: str) -> str:
     return ALIASES.get(name, name)
 
 
+ONNX_ONLY = ("clip", "prelu")
+
+
 def is_known(name: str) -> bool:
-    return canonical(name) in FUSED or name in UNFUSED
+    """A Keras activation name convt can apply (fused or after the kernel)."""
+    return (canonical(name) in FUSED and name not in ONNX_ONLY) or name in UNFUSED

@@ -99,9 +99,8 @@ def signature(spec: ConvTransposeSpec, bound_params: bool):
                                         for d in shape], "dtype": spec.dtype}
     inputs = [entry("x", spec.input_shape())]
     if not bound_params:
-        inputs.append(entry("kernel", spec.kernel_shape))
-        if spec.bias:
-            inputs.append(entry("bias", (spec.out_channels,)))
+        inputs += [entry(p, spec.kernel_shape if p == "kernel" else (spec.out_channels,))
+                   for p in spec.param_names]
     for i in inputs:
         i["layout"] = spec.layout if i["name"] == "x" else None
     out = entry("y", spec.output_shape())
@@ -114,7 +113,7 @@ def manifest(kernel: BuiltKernel, params, post_activation=None, source_hash=None
     from convt import __version__
 
     spec = kernel.spec
-    args = ["x", "kernel"] + (["bias"] if spec.bias else [])
+    args = ["x", *spec.param_names]
     return {
         "format": F.FORMAT, "format_version": F.FORMAT_VERSION,
         "convt_version": __version__, "tvm_version": tvm.__version__,

@@ -135,11 +135,12 @@ def axis_plans(spec: ConvTransposeSpec) -> Tuple[AxisPlan, ...]:
 
 
 def conv_transpose_te(spec: ConvTransposeSpec):
-    """Build TE tensors for ``spec``; returns ``(inputs, out)`` with inputs = [x, kernel, (bias)].
+    """Build TE tensors for ``spec``; returns ``(inputs, out)``, inputs = x + spec.param_names.
 
     x:      (N, *in_spatial, C_in) channels_last or (N, C_in, *in_spatial) channels_first
     kernel: spec.kernel_shape (Keras ``k... + (C_out, C_in/groups)`` or ONNX ``(C_in, C_out/groups) + k...``)
     bias:   (C_out,)
+    alpha:  (C_out,) PRelu slope, when spec.activation == "prelu"
     out:    spec.output_shape(); N is a symbolic var when spec.batch is None
     """
     plans = axis_plans(spec)
@@ -195,7 +196,14 @@ def conv_transpose_te(spec: ConvTransposeSpec):
     if spec.bias:
         bias = T.placeholder((spec.out_channels,), dtype, name="bias")
         inputs.append(bias)
-    act = FUSED[spec.activation]
+    if spec.activation == "prelu":
+        alpha = T.placeholder((spec.out_channels,), dtype, name="alpha")
+        inputs.append(alpha)
+
+    def activate(v, co):
+        if spec.activation == "prelu":
+            return T.select(v >= T.const(0, ACC_DTYPE), v, v * alpha[co].astype(ACC_DTYPE))
+        return FUSED[spec.activation](T, v, *spec.activation_args)
 
     def epi_fn(*idx):
         if cl:
@@ -205,13 +213,13 @@ def conv_transpose_te(spec: ConvTransposeSpec):
         v = y[(b, *os, co)]
         if spec.bias:
             v = v + bias[co].astype(ACC_DTYPE)
-        return act(T, v).astype(dtype)
+        return activate(v, co).astype(dtype)
 
     out = T.compute(spec.output_shape(n), epi_fn, name=BLOCK_EPILOGUE)
     return inputs, out
 
 
 def conv_transpose_prim_func(spec: ConvTransposeSpec):
-    """The unscheduled PrimFunc ``main(x, kernel, [bias], out)``."""
+    """The unscheduled PrimFunc ``main(x, kernel, [bias], [alpha], out)``."""
     inputs, out = conv_transpose_te(spec)
     return T.create_prim_func(inputs + [out]).with_attr("global_symbol", "main")

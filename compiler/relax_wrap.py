@@ -5,27 +5,46 @@ from __future__ import annotations
 from . import tvm_api as T
 from .compute import conv_transpose_prim_func
 
+KERNEL_PREFIX = "convt_"  # PrimFuncs named so are convt kernels (profiles sum them apart)
 
-def relax_module(spec, target="x86", knobs=None, func_name="conv_transpose"):
-    """IRModule with the scheduled PrimFunc ``func_name`` and Relax ``main(x, kernel[, bias])``
-    calling it; a symbolic batch stays symbolic in the Relax signature."""
+
+def scheduled_prim_func(spec, target, knobs=None):
+    """(PrimFunc, rule name, knobs) of ``spec`` scheduled for ``target``."""
     from convt import schedules
     from .targets import resolve
 
     sch = T.Schedule(conv_transpose_prim_func(spec))
-    schedules.apply(sch, spec, schedules.describe(resolve(target)), knobs)
-    prim = sch.mod["main"].with_attr("global_symbol", func_name)
+    rule, chosen = schedules.apply(sch, spec, schedules.describe(resolve(target)), knobs)
+    return sch.mod["main"], rule.name, chosen
 
+
+def emit_call(bb, spec, args, batch, target="x86", knobs=None, funcs=None):
+    """Emit ``call_tir(convt kernel, args)`` into the open function of BlockBuilder ``bb``.
+
+    ``batch`` is the caller's batch (an int or its symbolic var); ``funcs`` maps spec keys to
+    GlobalVars already added, so equal layers share one kernel.
+    """
+    funcs = {} if funcs is None else funcs
+    gv = funcs.get(spec.key())
+    if gv is None:
+        prim, _, _ = scheduled_prim_func(spec, target, knobs)
+        name = f"{KERNEL_PREFIX}{len(funcs)}_{spec.rank}d"
+        gv = funcs[spec.key()] = bb.add_func(prim.with_attr("global_symbol", name), name)
+    out = T.relax.TensorType(spec.output_shape(batch), spec.dtype)
+    return bb.emit(T.relax.call_tir(gv, list(args), out))
+
+
+def relax_module(spec, target="x86", knobs=None):
+    """IRModule with Relax ``main(x, *spec.param_names)`` calling the scheduled kernel; a
+    symbolic batch stays symbolic in the Relax signature."""
     rx = T.relax
     bb = rx.BlockBuilder()
     n = T.var("n", "int64") if spec.batch is None else spec.batch
-    params = [rx.Var("x", rx.TensorType(spec.input_shape(n), spec.dtype)),
-              rx.Var("kernel", rx.TensorType(spec.kernel_shape, spec.dtype))]
-    if spec.bias:
-        params.append(rx.Var("bias", rx.TensorType((spec.out_channels,), spec.dtype)))
+    params = [rx.Var("x", rx.TensorType(spec.input_shape(n), spec.dtype))]
+    params += [rx.Var(p, rx.TensorType(spec.kernel_shape if p == "kernel"
+                                       else (spec.out_channels,), spec.dtype))
+               for p in spec.param_names]
     with bb.function("main", params):
-        gv = bb.add_func(prim, func_name)
-        out = bb.emit(rx.call_tir(gv, params, rx.TensorType(spec.output_shape(n),
-                                                                   spec.dtype)))
+        out = emit_call(bb, spec, params, n, target, knobs)
         bb.emit_func_output(out)
     return bb.get()

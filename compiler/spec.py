@@ -38,7 +38,8 @@ class ConvTransposeSpec:
 
     ``in_channels``/``out_channels`` are totals; ``groups`` splits both. ``batch`` is an int or
     ``None`` (symbolic: the compiled module accepts any batch size). ``activation`` names an
-    elementwise activation from :mod:`convt.compiler.activations`, applied after the bias.
+    elementwise activation from :mod:`convt.compiler.activations`, applied after the bias, with
+    ``activation_args`` (e.g. LeakyRelu's alpha); ``"prelu"`` adds a per-channel slope input.
     """
 
     in_spatial: Tuple[int, ...]
@@ -57,17 +58,19 @@ class ConvTransposeSpec:
     dtype: str = "float32"
     bias: bool = False
     activation: str = "linear"
+    activation_args: Tuple[float, ...] = ()
 
     def __post_init__(self):
         rank = len(self.kernel)
         for name in ("in_spatial", "kernel", "strides", "dilation", "pads_begin", "pads_end",
                      "output_padding"):
             object.__setattr__(self, name, _ints(name, getattr(self, name), rank))
+        object.__setattr__(self, "activation_args", tuple(float(a) for a in self.activation_args))
         self.validate()
 
     # ---- rules -------------------------------------------------------------------------
     def validate(self):
-        from .activations import FUSED
+        from .activations import ARITY, FUSED
 
         rank = self.rank
         if rank not in (1, 2, 3):
@@ -96,6 +99,10 @@ class ConvTransposeSpec:
         if self.activation not in FUSED:
             raise SpecError(f"activation {self.activation!r} is not a fused elementwise "
                             f"activation; known: {sorted(FUSED)}")
+        lo, hi = ARITY.get(self.activation, (0, 0))
+        if not lo <= len(self.activation_args) <= hi:
+            raise SpecError(f"activation {self.activation!r} takes {lo} to {hi} arguments, got "
+                            f"activation_args {self.activation_args}")
         if any(v <= 0 for v in self.out_spatial):
             raise SpecError(
                 f"output spatial shape {self.out_spatial} must be positive: pads_begin "
@@ -137,6 +144,12 @@ class ConvTransposeSpec:
         if self.kernel_layout == "spatial_oi":
             return self.kernel + (self.out_channels, self.in_channels // self.groups)
         return (self.in_channels, self.out_channels // self.groups) + self.kernel
+
+    @property
+    def param_names(self) -> Tuple[str, ...]:
+        """Kernel inputs after ``x``, in call order."""
+        return (("kernel",) + (("bias",) if self.bias else ())
+                + (("alpha",) if self.activation == "prelu" else ()))
 
     def macs(self, batch=1) -> int:
         """Useful multiply-adds: N * C_in * prod(in) * C_out/groups * prod(kernel)."""

@@ -89,3 +89,50 @@ def dtype_of(expr) -> str:
     """Element type of a TIR expression (``PrimExpr.ty`` in TVM 0.27; ``dtype`` before)."""
     ty = getattr(expr, "ty", None)
     return str(ty if ty is not None else expr.dtype)
+
+
+# ---- Relax ONNX importer ------------------------------------------------------------------------
+_IMPORT_LOCK = __import__("threading").Lock()
+
+
+def onnx_importable_ops() -> set:
+    """ONNX op types TVM's Relax importer converts."""
+    from tvm.relax.frontend.onnx import onnx_frontend
+    return set(onnx_frontend._get_convert_map()) | {"If", "Constant"}
+
+
+def import_onnx(model, shape_dict, dtype_dict, overrides: dict):
+    """``relax.frontend.onnx.from_onnx`` with some op types converted by our functions.
+
+    ``overrides``: op type -> ``f(bb, inputs, attrs)`` returning a Relax expression. TVM 0.27's
+    importer has no public hook for this, so its converter table is swapped for the duration of
+    the call (under a lock); the importer's own prints and checker warnings are silenced
+    because our callers report errors themselves.
+    """
+    import contextlib
+    import io
+    import warnings
+    from tvm.relax.frontend.onnx import onnx_frontend as fe
+
+    converters = {
+        op: type(f"Convt{op}", (fe.OnnxOpConverter,), {
+            "_impl_v1": classmethod(lambda cls, bb, inputs, attr, params, f=f: f(bb, inputs, attr))})
+        for op, f in overrides.items()}
+    original = fe._get_convert_map
+    with _IMPORT_LOCK, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        fe._get_convert_map = lambda: {**original(), **converters}
+        try:
+            return fe.from_onnx(model, shape_dict=shape_dict, dtype_dict=dtype_dict)
+        finally:
+            fe._get_convert_map = original
+
+
+def relax_shape(expr) -> list:
+    """Shape of a Relax tensor expression: ints where static, TIR expressions where symbolic."""
+    dims = expr.ty.shape.values
+    return [int(d) if isinstance(d, tirx.IntImm) else d for d in dims]
+
+
+def relax_dtype(expr) -> str:
+    return str(expr.ty.dtype)

@@ -37,10 +37,24 @@ def _source_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def compile(source, input_shape=None, target="x86", knobs=None):  # noqa: A001 (public name)
-    """Compile a Keras-style layer (``convt.layers``) or a ConvTransposeSpec for ``target``.
+def _is_onnx(source):
+    import os
+    if isinstance(source, (bytes, bytearray)):
+        return True
+    if isinstance(source, (str, os.PathLike)):
+        return True
+    return type(source).__name__ == "ModelProto"
 
-    ``input_shape`` includes the batch axis; ``None`` there gives a module for any batch size.
+
+def compile(source, input_shape=None, target="x86", knobs=None, input_shapes=None,  # noqa: A001
+            fuse=True):
+    """Compile for ``target``: a Keras-style layer (``convt.layers``), a ConvTransposeSpec, or an
+    ONNX model (a path, bytes or an ``onnx.ModelProto``).
+
+    ``input_shape`` (layers) includes the batch axis; ``None`` there gives a module for any batch
+    size. ``input_shapes`` (ONNX) maps input names to shapes for the dimensions the model leaves
+    open; open dimensions not given stay dynamic. ``fuse`` folds what follows each ONNX
+    ConvTranspose (bias, BatchNormalization, activations) into its kernel.
     ``target``: "x86" (this host), "arm", "cuda", or a TVM target dict.
     """
     from .compiler.build import build
@@ -48,6 +62,10 @@ def compile(source, input_shape=None, target="x86", knobs=None):  # noqa: A001 (
     from .compiler.spec import ConvTransposeSpec
     from .frontends.keras_layers import BaseConvTranspose
 
+    if _is_onnx(source):
+        from .compiler.graph_module import GraphModule
+        from .frontends.onnx_model import import_model
+        return GraphModule(*import_model(source, input_shapes, target, knobs, fuse), target)
     if isinstance(source, ConvTransposeSpec):
         return CompiledModule(build(source, target, knobs),
                               source_hash=_source_hash(source.to_dict()))
@@ -55,7 +73,7 @@ def compile(source, input_shape=None, target="x86", knobs=None):  # noqa: A001 (
         spec, params, post = source.compile_parts(input_shape)
         return CompiledModule(build(spec, target, knobs), params, post,
                               source_hash=_source_hash(source.get_config()))
-    raise TypeError(f"compile() takes a convt.layers layer or a ConvTransposeSpec, got "
+    raise TypeError(f"compile() takes an ONNX model, a convt.layers layer or a ConvTransposeSpec, got "
                     f"{type(source).__name__}")
 
 

@@ -89,25 +89,23 @@ def read_artifact(path):
     return manifest, members
 
 
-class Runner:
-    """Calls one compiled kernel: checks inputs against the signature, allocates the output."""
+class _Bound:
+    """Binds call arguments (positional, by name, numpy or DLPack) to a signature's inputs."""
 
-    def __init__(self, lib, manifest, params=None):
+    def __init__(self, signature, device):
         import tvm
 
         self._tvm = tvm
-        self.manifest = manifest
-        self.signature = manifest["signature"]
-        self._lib = lib
-        self._func = lib["main"]
-        self._device = tvm.cuda(0) if manifest["target"]["kind"] == "cuda" else tvm.cpu(0)
-        self._params = {k: tvm.runtime.tensor(np.ascontiguousarray(v), self._device)
-                        for k, v in (params or {}).items()}
-        self._post = manifest.get("post_activation")
+        self.signature = signature
+        self._device = device
 
     @property
     def input_names(self):
         return [i["name"] for i in self.signature["inputs"]]
+
+    @property
+    def output_names(self):
+        return [o["name"] for o in self.signature["outputs"]]
 
     def _to_tensor(self, value, spec):
         tvm = self._tvm
@@ -129,14 +127,15 @@ class Runner:
     @staticmethod
     def _check_shape(name, shape, spec):
         want = spec["shape"]
-        ok = len(shape) == len(want) and all(w is None or int(w) == int(s)
+        ok = len(shape) == len(want) and all(not isinstance(w, int) or w == int(s)
                                              for s, w in zip(shape, want))
         if not ok or any(int(s) <= 0 for s in shape):
             shown = tuple("N" if w is None else w for w in want)
             raise ValueError(f"input {name!r}: shape {tuple(shape)} does not match the "
                              f"compiled signature {shown}")
 
-    def __call__(self, *args, **kwargs):
+    def bind(self, args, kwargs) -> dict:
+        """{input name: tvm tensor}, checked against the signature."""
         specs = self.signature["inputs"]
         if len(args) > len(specs):
             raise TypeError(f"expected at most {len(specs)} inputs {self.input_names}, got "
@@ -150,9 +149,28 @@ class Runner:
             values[k] = v
         missing = [n for n in self.input_names if n not in values]
         if missing:
-            raise TypeError(f"missing inputs {missing}")
-        tensors = {s["name"]: self._to_tensor(values[s["name"]], s) for s in specs}
-        batch = int(tensors[specs[0]["name"]].shape[0])
+            raise TypeError(f"missing inputs {missing}; inputs are {self.input_names}")
+        return {s["name"]: self._to_tensor(values[s["name"]], s) for s in specs}
+
+
+class Runner(_Bound):
+    """Calls one compiled kernel: checks inputs against the signature, allocates the output."""
+
+    def __init__(self, lib, manifest, params=None):
+        import tvm
+
+        device = tvm.cuda(0) if manifest["target"]["kind"] == "cuda" else tvm.cpu(0)
+        super().__init__(manifest["signature"], device)
+        self.manifest = manifest
+        self._lib = lib
+        self._func = lib["main"]
+        self._params = {k: tvm.runtime.tensor(np.ascontiguousarray(v), self._device)
+                        for k, v in (params or {}).items()}
+        self._post = manifest.get("post_activation")
+
+    def __call__(self, *args, **kwargs):
+        tensors = self.bind(args, kwargs)
+        batch = int(tensors[self.input_names[0]].shape[0])
         out_spec = self.signature["outputs"][0]
         shape = tuple(batch if d is None else int(d) for d in out_spec["shape"])
         out = self._tvm.runtime.empty(shape, out_spec["dtype"], self._device)
@@ -164,6 +182,61 @@ class Runner:
             from .compiler.activations import UNFUSED
             result = UNFUSED[self._post](result).astype(result.dtype)
         return result
+
+
+class GraphRunner(_Bound):
+    """Runs a whole compiled model (a Relax VM executable) on numpy / DLPack inputs.
+
+    One output comes back as an array, several as a tuple in the model's output order.
+    The VM is created per thread: calls from several threads do not share its state.
+    """
+
+    def __init__(self, executable, signature, device=None):
+        import threading
+        import tvm
+
+        super().__init__(signature, device or tvm.cpu(0))
+        self._exec = executable
+        self._local = threading.local()
+
+    def _vm(self):
+        vm = getattr(self._local, "vm", None)
+        if vm is None:
+            vm = self._local.vm = self._tvm.runtime.vm.VirtualMachine(self._exec, self._device)
+        return vm
+
+    def __call__(self, *args, **kwargs):
+        tensors = self.bind(args, kwargs)
+        out = self._vm()["main"](*[tensors[n] for n in self.input_names])
+        if len(self.output_names) == 1:
+            return _to_numpy(out)
+        return tuple(_to_numpy(o) for o in out)
+
+    def profile(self, *args, **kwargs):
+        """[(function symbol, seconds)] of every call one run makes (VM instrumentation)."""
+        import time
+
+        tensors = self.bind(args, kwargs)
+        vm = self._tvm.runtime.vm.VirtualMachine(self._exec, self._device)
+        calls, started = [], {}
+
+        def instrument(func, symbol, before_run, ret_value, *rest):
+            now = time.perf_counter()
+            if before_run:
+                started[symbol] = now
+            else:
+                calls.append((str(symbol), now - started.pop(symbol, now)))
+            return 0  # VMInstrumentReturnKind.NO_OP
+
+        vm.set_instrument(instrument)
+        vm["main"](*[tensors[n] for n in self.input_names])
+        return calls
+
+
+def _to_numpy(value):
+    if hasattr(value, "numpy"):
+        return value.numpy()
+    return tuple(_to_numpy(v) for v in value)
 
 
 def _load_lib(members, manifest):

@@ -1,0 +1,175 @@
+"""Whole ONNX models: read and check the model, fold ConvTranspose chains, import the graph with
+TVM's Relax importer while every ConvTranspose is converted into a convt kernel call.
+
+Everything that can be wrong with the model is reported (``OnnxError``, naming the node or
+input and the rule) before any code is compiled.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .onnx_fuse import fuse
+from .onnx_node import OnnxError, resolve
+
+
+def read_model(source) -> onnx.ModelProto:
+    """A checked ModelProto from a path, bytes or a ModelProto."""
+    if isinstance(source, onnx.ModelProto):
+        model = source
+    else:
+        try:
+            if isinstance(source, (bytes, bytearray)):
+                model = onnx.load_from_string(bytes(source))
+            else:
+                if not os.path.isfile(os.fspath(source)):
+                    raise OnnxError(f"model file {os.fspath(source)!r} does not exist")
+                model = onnx.load(os.fspath(source))
+        except OnnxError:
+            raise
+        except Exception as err:  # noqa: BLE001  (protobuf raises several types)
+            raise OnnxError(f"cannot read an ONNX model from {_shown(source)}: "
+                            f"{type(err).__name__}: {err}") from None
+    if not model.graph.node and not model.graph.output:
+        raise OnnxError(f"{_shown(source)} holds no ONNX graph")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as err:  # noqa: BLE001  (onnx raises ValidationError and friends)
+        raise OnnxError(f"malformed ONNX model {_shown(source)}: {err}") from None
+    return model
+
+
+def _shown(source):
+    return "bytes" if isinstance(source, (bytes, bytearray)) else repr(os.fspath(source)) \
+        if not isinstance(source, onnx.ModelProto) else "the ModelProto"
+
+
+def model_opset(model) -> int:
+    known = onnx.defs.onnx_opset_version()
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            if not 1 <= entry.version <= known:
+                raise OnnxError(f"opset {entry.version} of the default ONNX domain is unknown: "
+                                f"onnx {onnx.__version__} knows opsets 1 to {known}")
+            return int(entry.version)
+    raise OnnxError("the model imports no opset of the default ONNX domain (ai.onnx)")
+
+
+def check_ops(model, importable: set):
+    missing = sorted({n.op_type for n in model.graph.node} - importable)
+    if missing:
+        raise OnnxError(f"TVM's ONNX importer cannot convert these ops: {', '.join(missing)}")
+
+
+def graph_inputs(model, input_shapes=None):
+    """[(name, shape, dtype)] of the real inputs (initializers excluded); open dims keep their
+    ``dim_param`` name (or None) unless ``input_shapes`` fixes them."""
+    input_shapes = dict(input_shapes or {})
+    inits = {t.name for t in model.graph.initializer}
+    found = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        t = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise OnnxError(f"input {vi.name!r} is not a tensor")
+        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                 for d in t.shape.dim]
+        if vi.name in input_shapes:
+            given = [int(v) for v in input_shapes.pop(vi.name)]
+            if len(given) != len(shape) or any(
+                    isinstance(d, int) and d != g for d, g in zip(shape, given)):
+                raise OnnxError(f"input_shapes[{vi.name!r}] = {given} does not fit the model's "
+                                f"shape {shape}")
+            if min(given) <= 0:
+                raise OnnxError(f"input_shapes[{vi.name!r}] = {given} must be positive")
+            shape = given
+        found.append((vi.name, shape, str(helper.tensor_dtype_to_np_dtype(t.elem_type))))
+    if input_shapes:
+        raise OnnxError(f"input_shapes names {sorted(input_shapes)}, which are not model inputs "
+                        f"{[f[0] for f in found]}")
+    return found
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class _ConvTransposeConverter:
+    """Converts each (fused) ConvTranspose node into a call of a convt kernel."""
+
+    def __init__(self, target, knobs, T):
+        self.target, self.knobs, self.T = target, knobs, T
+        self.funcs = {}
+        self.specs = []  # (node name, spec) in graph order
+
+    def __call__(self, bb, inputs, attrs):
+        from convt.compiler.relax_wrap import emit_call
+        from convt.compiler.spec import ConvTransposeSpec, SpecError
+
+        T = self.T
+        node = _text(attrs.get("convt_node", "ConvTranspose"))
+        x, w, b, slope = (inputs[i] for i in range(4))
+        x_shape, w_shape = T.relax_shape(x), T.relax_shape(w)
+        fields = resolve(attrs, x_shape, w_shape, node)
+        dtype = T.relax_dtype(x)
+        if dtype not in ("float32", "float16") or T.relax_dtype(w) != dtype:
+            raise OnnxError(f"node {node!r}: input and weight types {dtype}, "
+                            f"{T.relax_dtype(w)} must both be float32 or both float16")
+        if b is not None and T.relax_shape(b) != [fields["out_channels"]]:
+            raise OnnxError(f"node {node!r}: bias shape {T.relax_shape(b)} must be "
+                            f"[{fields['out_channels']}] (the output channels)")
+        batch = x_shape[0]
+        try:
+            spec = ConvTransposeSpec(
+                **fields, batch=batch if isinstance(batch, int) else None, dtype=dtype,
+                bias=b is not None,
+                activation=_text(attrs.get("convt_activation", "linear")),
+                activation_args=tuple(attrs.get("convt_activation_args", ())))
+        except SpecError as err:
+            raise OnnxError(f"node {node!r}: {err}") from None
+        self.specs.append((node, spec))
+        args = [a for a in (x, w, b, slope) if a is not None]
+        return emit_call(bb, spec, args, batch, self.target, self.knobs, self.funcs)
+
+
+def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilogues=True):
+    """(Relax IRModule, signature, info) of an ONNX model; info holds the fusion report and the
+    (node, spec) list of its ConvTranspose kernels."""
+    from convt.compiler import tvm_api as T
+
+    model = read_model(model)
+    opset = model_opset(model)
+    check_ops(model, T.onnx_importable_ops())
+    inputs = graph_inputs(model, input_shapes)
+    report = []
+    if fuse_epilogues:
+        model, report = fuse(model, opset)
+    converter = _ConvTransposeConverter(target, knobs, T)
+    shape_dict = {n: [d if isinstance(d, int) else "?" for d in s] for n, s, _ in inputs}
+    shape_dict = {n: s for n, s in shape_dict.items() if "?" not in s}
+    try:
+        mod = T.import_onnx(model, shape_dict, {n: d for n, _, d in inputs},
+                            {"ConvTranspose": converter})
+    except OnnxError:
+        raise
+    except Exception as err:  # noqa: BLE001  (TVM's converters raise anything)
+        raise OnnxError(f"TVM's ONNX importer failed: {type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                        ) from None
+    signature = {
+        "inputs": [{"name": n, "shape": s, "dtype": d, "layout": None} for n, s, d in inputs],
+        "outputs": [_output_entry(o) for o in model.graph.output],
+    }
+    return mod, signature, {"fusions": report, "kernels": converter.specs}
+
+
+def _output_entry(vi):
+    t = vi.type.tensor_type
+    dtype = helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else np.float32
+    return {"name": vi.name, "dtype": str(np.dtype(dtype)),
+            "shape": [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                      for d in t.shape.dim], "layout": None}

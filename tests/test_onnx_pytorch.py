@@ -1,0 +1,50 @@
+"""Models exported from PyTorch 2.13 (tools/make_onnx_fixtures.py) against PyTorch's own outputs
+and onnxruntime, at the exported batch and at another batch (the batch axis is dynamic)."""
+import glob
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+import convt
+from conftest import assert_close
+from onnx_util import ort_run
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "onnx")
+NAMES = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(FIXTURES, "*.onnx")))
+
+# what the fold must absorb after each ConvTranspose, in graph order
+EXPECTED_FUSIONS = {
+    "dcgan_generator": [["BatchNormalization", "Relu"]] * 3 + [["Tanh"]],
+    "hifigan_upsampler": [["LeakyRelu"], ["LeakyRelu"]],
+    "decoder3d": [["BatchNormalization", "Relu"], []],
+    "grouped_depthwise": [["PRelu"], []],
+    "dilated": [["HardSigmoid"], []],
+}
+
+
+def test_all_fixtures_present():
+    assert set(EXPECTED_FUSIONS) | {"unet_decoder"} == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pytorch_export(name):
+    path = os.path.join(FIXTURES, f"{name}.onnx")
+    data = np.load(os.path.join(FIXTURES, f"{name}.npz"))
+    inputs = {k[3:]: data[k] for k in data.files if k.startswith("in_")}
+    expected = [data[k] for k in sorted(k for k in data.files if k.startswith("out_"))]
+    mod = convt.compile(path, target="x86")
+    if name in EXPECTED_FUSIONS:
+        assert [ops for _, ops in mod.fusions] == EXPECTED_FUSIONS[name]
+    got = mod(**inputs)
+    got = got if isinstance(got, tuple) else (got,)
+    model = onnx.load(path)
+    for g, e, o in zip(got, expected, ort_run(model, inputs)):
+        assert_close(g, e)
+        assert_close(g, o)
+    one = {k: v[:1] for k, v in inputs.items()}
+    got1 = mod(**one)
+    got1 = got1 if isinstance(got1, tuple) else (got1,)
+    for g, o in zip(got1, ort_run(model, one)):
+        assert_close(g, o)
