@@ -79,5 +79,6 @@ def compile(source, input_shape=None, target="x86", knobs=None, input_shapes=Non
 
 def set_num_threads(n: int):
     """Threads of TVM's CPU thread pool for this process (0: one per core)."""
+    import tvm  # noqa: F401  (registers the runtime's global functions)
     import tvm_ffi
     tvm_ffi.get_global_func("runtime.config_threadpool")(1, int(n))

@@ -74,12 +74,57 @@ def test_grid_against_scatter_reference(geom, layout, kernel_layout, groups, cin
     assert_close(y, ref)
 
 
-@pytest.mark.parametrize("act", sorted(activations.FUSED))
+@pytest.mark.parametrize("act", sorted(set(activations.FUSED) - set(activations.ONNX_ONLY)))
 def test_every_fused_activation(act, rng):
     spec = ConvTransposeSpec((4, 3), 3, 8, (3, 3), (2, 2), (1, 1), (1, 1), (0, 0), (1, 0),
                              bias=True, activation=act, layout="channels_first")
     y, ref, _ = run_spec(spec, rng)
     assert_close(y, ref)
+
+
+NP_ACT_ARGS = {  # activations with arguments (ONNX attributes) and numpy definitions
+    ("leaky_relu", (0.3,)): lambda x: np.where(x >= 0, x, 0.3 * x),
+    ("elu", (0.7,)): lambda x: np.where(x > 0, x, 0.7 * np.expm1(x)),
+    ("hard_sigmoid", (0.3, 0.4)): lambda x: np.clip(0.3 * x + 0.4, 0, 1),
+    ("clip", (-0.5, 0.7)): lambda x: np.clip(x, -0.5, 0.7),
+}
+
+
+@pytest.mark.parametrize("act,args", sorted(NP_ACT_ARGS), ids=lambda v: str(v))
+def test_activation_arguments(act, args, rng):
+    spec = ConvTransposeSpec((4, 3), 3, 8, (3, 3), (2, 2), (1, 1), (1, 1), (0, 0), (1, 0),
+                             bias=True, activation=act, activation_args=args)
+    kernel = build(spec, "x86")
+    x = rng.standard_normal(spec.input_shape(2)).astype(np.float32)
+    w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
+    b = rng.standard_normal(spec.out_channels).astype(np.float32)
+    ref = scatter_conv_transpose(x, w, spec.strides, spec.dilation, spec.pads_begin,
+                                 spec.pads_end, spec.output_padding, channels_last=True,
+                                 kernel_layout="spatial_oi") + b
+    y = Runner(kernel.lib, manifest(kernel, None))(x, w, b)
+    assert_close(y, NP_ACT_ARGS[act, args](ref))
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_prelu_slope_input(layout, rng):
+    spec = ConvTransposeSpec((5,), 4, 6, (3,), (2,), (1,), (1,), (0,), (0,), layout=layout,
+                             activation="prelu")
+    kernel = build(spec, "x86")
+    x = rng.standard_normal(spec.input_shape(2)).astype(np.float32)
+    w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
+    alpha = rng.uniform(0, 0.5, 6).astype(np.float32)
+    ref = scatter_conv_transpose(x, w, spec.strides, spec.dilation, spec.pads_begin,
+                                 spec.pads_end, spec.output_padding,
+                                 channels_last=layout == "channels_last", kernel_layout="spatial_oi")
+    a = alpha if layout == "channels_last" else alpha.reshape(-1, 1)
+    y = Runner(kernel.lib, manifest(kernel, None))(x, w, alpha=alpha)
+    assert_close(y, np.where(ref >= 0, ref, a * ref))
+
+
+def test_activation_arity_is_checked():
+    from convt.compiler.spec import SpecError
+    with pytest.raises(SpecError, match="'clip' takes 2 to 2 arguments"):
+        ConvTransposeSpec((4,), 3, 8, (3,), (2,), (1,), (1,), (0,), (0,), activation="clip")
 
 
 def test_fallback_rule_is_exact(rng, monkeypatch):

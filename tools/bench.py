@@ -25,6 +25,9 @@ def add_arguments(p):
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--only", default="", help="comma-separated shape names")
     p.add_argument("--json", default="", help="write results to this JSON file")
+    p.add_argument("--part", choices=("all", "layers", "models"), default="all",
+                   help="layers: the suite's ConvTranspose layers; models: whole ONNX models "
+                        "(the DCGAN block with and without fusion, the PyTorch fixtures)")
 
 
 def _median_ms(fn, repeat):
@@ -105,7 +108,7 @@ def run(args):
     except ImportError:
         pass
     with open(args.suite) as f:
-        shapes = json.load(f)["shapes"]
+        shapes = json.load(f)["shapes"] if args.part != "models" else []
     if args.only:
         keep = set(args.only.split(","))
         shapes = [s for s in shapes if s["name"] in keep]
@@ -142,11 +145,17 @@ def run(args):
               f"{row['pct_ceiling']:6.1f} {t_ort:8.2f} {torch_s} {row['ratio']:6.2f} "
               f"{kernel.compile_seconds:9.2f}", flush=True)
     geo = float(np.exp(np.mean(np.log([r["ratio"] for r in rows])))) if rows else float("nan")
-    print(f"geo-mean ratio best-rival/convt: {geo:.3f} (>1: convt faster)")
+    if rows:
+        print(f"geo-mean ratio best-rival/convt: {geo:.3f} (>1: convt faster)")
+    models = []
+    if args.part != "layers":
+        from .bench_models import run_models
+        models = run_models(args.threads, args.repeat, _median_ms)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": peak, "ceiling": "numpy sgemm 2048^3",
-                       "threads": args.threads, "geomean_ratio": geo, "rows": rows}, f, indent=1)
+                       "threads": args.threads, "geomean_ratio": geo, "rows": rows,
+                       "models": models}, f, indent=1)
     return 0
 
 
