@@ -44,14 +44,19 @@ class BuiltKernel:
         return schedules.describe(self.target).family
 
 
+def schedule(spec: ConvTransposeSpec, target, knobs=None):
+    """(scheduled PrimFunc, rule name, chosen knobs) of ``spec`` for ``target``."""
+    sch = T.Schedule(conv_transpose_prim_func(spec))
+    rule, chosen = schedules.apply(sch, spec, schedules.describe(resolve(target)), knobs)
+    return sch.mod["main"], rule.name, chosen
+
+
 def build(spec: ConvTransposeSpec, target="x86", knobs=None) -> BuiltKernel:
     tgt = resolve(target)
-    info = schedules.describe(tgt)
     t0 = time.perf_counter()
-    sch = T.Schedule(conv_transpose_prim_func(spec))
-    rule, chosen = schedules.apply(sch, spec, info, knobs)
-    lib = T.build_tir(sch.mod, tgt)
-    return BuiltKernel(spec, tgt, lib, rule.name, chosen, time.perf_counter() - t0)
+    prim, rule, chosen = schedule(spec, tgt, knobs)
+    lib = T.build_tir(prim, tgt)
+    return BuiltKernel(spec, tgt, lib, rule, chosen, time.perf_counter() - t0)
 
 
 def _export_lib(kernel: BuiltKernel, path: str):

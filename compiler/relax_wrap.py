@@ -3,19 +3,9 @@ route each ConvTranspose through convt's spec, compute and schedules."""
 from __future__ import annotations
 
 from . import tvm_api as T
-from .compute import conv_transpose_prim_func
+from .build import schedule
 
 KERNEL_PREFIX = "convt_"  # PrimFuncs named so are convt kernels (profiles sum them apart)
-
-
-def scheduled_prim_func(spec, target, knobs=None):
-    """(PrimFunc, rule name, knobs) of ``spec`` scheduled for ``target``."""
-    from convt import schedules
-    from .targets import resolve
-
-    sch = T.Schedule(conv_transpose_prim_func(spec))
-    rule, chosen = schedules.apply(sch, spec, schedules.describe(resolve(target)), knobs)
-    return sch.mod["main"], rule.name, chosen
 
 
 def emit_call(bb, spec, args, batch, target="x86", knobs=None, funcs=None):
@@ -27,7 +17,7 @@ def emit_call(bb, spec, args, batch, target="x86", knobs=None, funcs=None):
     funcs = {} if funcs is None else funcs
     gv = funcs.get(spec.key())
     if gv is None:
-        prim, _, _ = scheduled_prim_func(spec, target, knobs)
+        prim, _, _ = schedule(spec, target, knobs)
         name = f"{KERNEL_PREFIX}{len(funcs)}_{spec.rank}d"
         gv = funcs[spec.key()] = bb.add_func(prim.with_attr("global_symbol", name), name)
     out = T.relax.TensorType(spec.output_shape(batch), spec.dtype)

@@ -1,9 +1,11 @@
 """Generate tests/fixtures/onnx/*.onnx + *.npz: small models exported from PyTorch.
 
-Needs ``pip install torch==2.13.0`` (generation time only; the tests read the committed files).
-Each model is exported with the TorchScript exporter (opset 17, a dynamic batch axis), with
-random weights and random BatchNorm statistics; the .npz holds the inputs (``in_<name>``) and
-PyTorch's outputs (``out_<name>``) for a batch of 2.
+Needs ``pip install torch==2.13.0 onnxscript`` (generation time only; the tests read the
+committed files). Each model is exported twice, with random weights and random BatchNorm
+statistics and a dynamic batch axis: by the TorchScript exporter (opset 17, ``<name>.onnx``) and
+by the torch.export-based exporter that is PyTorch's default since 2.9 (opset 20,
+``<name>_dynamo.onnx``; it folds BatchNorm into the ConvTranspose itself). The .npz holds the
+inputs (``in_<name>``) and PyTorch's outputs (``out_<name>``) for a batch of 2.
 """
 import os
 
@@ -117,7 +119,7 @@ MODELS = {
 }
 
 
-def export(name, model, shapes):
+def export(name, model, shapes, dynamo):
     model = _randomize(model)
     torch.manual_seed(1)
     inputs = {k: torch.randn(s) for k, s in shapes.items()}
@@ -125,11 +127,19 @@ def export(name, model, shapes):
         outs = model(*inputs.values())
     outs = outs if isinstance(outs, tuple) else (outs,)
     out_names = [f"y{i}" for i in range(len(outs))]
+    name = f"{name}_dynamo" if dynamo else name
     path = os.path.join(OUT, f"{name}.onnx")
-    dyn = {k: {0: "N"} for k in list(inputs) + out_names}
-    torch.onnx.export(model, tuple(inputs.values()), path, dynamo=False, opset_version=17,
-                      input_names=list(inputs), output_names=out_names, dynamic_axes=dyn)
-    m = onnx.load(path)
+    if dynamo:
+        batch = torch.export.Dim("N", min=1, max=128)
+        prog = torch.onnx.export(model, tuple(inputs.values()), dynamo=True,
+                                 input_names=list(inputs), output_names=out_names,
+                                 dynamic_shapes={k: {0: batch} for k in inputs})
+        m = prog.model_proto
+    else:
+        dyn = {k: {0: "N"} for k in list(inputs) + out_names}
+        torch.onnx.export(model, tuple(inputs.values()), path, dynamo=False, opset_version=17,
+                          input_names=list(inputs), output_names=out_names, dynamic_axes=dyn)
+        m = onnx.load(path)
     m.ir_version = IR_VERSION
     onnx.save(m, path)
     np.savez(os.path.join(OUT, f"{name}.npz"),
@@ -140,5 +150,6 @@ def export(name, model, shapes):
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    for name, (model, shapes) in MODELS.items():
-        export(name, model, shapes)
+    for dynamo in (False, True):
+        for name, (model, shapes) in MODELS.items():
+            export(name, model, shapes, dynamo)
