@@ -70,7 +70,8 @@ def _affine_step(node, cur, consts, chain, rank, channels, can_scale, can_shift)
     """Fold one affine node into ``chain``; False when it cannot be folded."""
     ins = list(node.input)
     if node.op_type == "BatchNormalization":
-        if len(node.output) > 1 and any(node.output[1:]) or ins[0] != cur or not can_scale:
+        uses_stats = len(node.output) > 1 and any(node.output[1:])  # training outputs
+        if uses_stats or ins[0] != cur or not can_scale:
             return False
         vals = [consts.get(n) for n in ins[1:5]]
         if any(v is None for v in vals):
@@ -78,6 +79,8 @@ def _affine_step(node, cur, consts, chain, rank, channels, can_scale, can_shift)
         if int(_attrs(node).get("training_mode", 0)):
             return False
         gamma, beta, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in vals)
+        if any(v.size != channels for v in (gamma, beta, mean, var)):
+            return False
         scale = gamma / np.sqrt(var + float(_attrs(node).get("epsilon", 1e-5)))
         chain.a, chain.c = chain.a * scale, chain.c * scale + beta - mean * scale
         return True
@@ -164,9 +167,10 @@ def _value_types(model):
     return types
 
 
-def fuse(model: onnx.ModelProto, opset: int):
+def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
     """A copy of ``model`` with each ConvTranspose chain folded; returns (model, report) where
-    report lists ``(node name, [absorbed op types])`` per ConvTranspose."""
+    report lists ``(node name, [absorbed op types])`` per ConvTranspose. ``enabled=False`` only
+    tags each ConvTranspose with its name (``convt_node``), for error messages."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     types = _value_types(model)
     graph = model.graph
@@ -195,7 +199,7 @@ def fuse(model: onnx.ModelProto, opset: int):
             dtype = w.dtype if w is not None else np.dtype(np.float32)
         chain = _Chain(channels or 0)
         cur = node.output[0]
-        while channels and rank and cur not in outputs and len(consumers.get(cur, [])) == 1:
+        while enabled and channels and rank and cur not in outputs and len(consumers.get(cur, [])) == 1:
             nxt = graph.node[consumers[cur][0]]
             if chain.activation is None and nxt.op_type in AFFINE_OPS:
                 ok = _affine_step(nxt, cur, consts, chain, rank, channels,

@@ -43,8 +43,11 @@ def read_model(source) -> onnx.ModelProto:
 
 
 def _shown(source):
-    return "bytes" if isinstance(source, (bytes, bytearray)) else repr(os.fspath(source)) \
-        if not isinstance(source, onnx.ModelProto) else "the ModelProto"
+    if isinstance(source, onnx.ModelProto):
+        return "the ModelProto"
+    if isinstance(source, (bytes, bytearray)):
+        return "bytes"
+    return repr(os.fspath(source))
 
 
 def model_opset(model) -> int:
@@ -145,12 +148,11 @@ def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilog
     opset = model_opset(model)
     check_ops(model, T.onnx_importable_ops())
     inputs = graph_inputs(model, input_shapes)
-    report = []
-    if fuse_epilogues:
-        model, report = fuse(model, opset)
+    model, report = fuse(model, opset, enabled=fuse_epilogues)
+    report = report if fuse_epilogues else []
     converter = _ConvTransposeConverter(target, knobs, T)
-    shape_dict = {n: [d if isinstance(d, int) else "?" for d in s] for n, s, _ in inputs}
-    shape_dict = {n: s for n, s in shape_dict.items() if "?" not in s}
+    # fully known shapes are passed on; open dims stay the importer's symbolic variables
+    shape_dict = {n: s for n, s, _ in inputs if all(isinstance(d, int) for d in s)}
     try:
         mod = T.import_onnx(model, shape_dict, {n: d for n, _, d in inputs},
                             {"ConvTranspose": converter})
