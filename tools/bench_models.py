@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import statistics
 import time
 
 import numpy as np
@@ -42,6 +43,18 @@ def _fixture_models():
                {k[3:]: data[k] for k in data.files if k.startswith("in_")})
 
 
+def _interleaved_ms(a, b, repeat):
+    """Medians of ``a`` and ``b`` timed turn about, so that drifts in machine load hit both."""
+    a(), b()
+    ta, tb = [], []
+    for _ in range(repeat):
+        for fn, acc in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t)
+    return statistics.median(ta) * 1e3, statistics.median(tb) * 1e3
+
+
 def run_models(threads, repeat, median_ms):
     import onnx
     import onnxruntime as ort
@@ -57,8 +70,8 @@ def run_models(threads, repeat, median_ms):
     rng = np.random.default_rng(0)
     cases = [("dcgan_g2_b8+bn+relu", *dcgan_layer_model(rng))]
     cases += [(name, onnx.load(path), feeds) for name, path, feeds in _fixture_models()]
-    print(f"\n{'model':22} {'convt ms':>9} {'unfused':>8} {'ort ms':>8} {'ort/convt':>9} "
-          f"{'in convt':>9} {'in rest':>8}  fused after each ConvTranspose")
+    print(f"\n{'model':26} {'convt ms':>9} {'unfused':>8} {'ort ms':>8} {'ort/convt':>9} "
+          f"{'in convt':>9} {'in rest':>8} {'unfused rest':>12}  fused after each ConvTranspose")
     rows = []
     for name, model, feeds in cases:
         fused = convt.compile(model)
@@ -70,16 +83,18 @@ def run_models(threads, repeat, median_ms):
         err = float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-12))
         # onnxruntime last: its idle worker threads keep spinning for a while after a run
         in_convt, in_rest = fused.time_split(**feeds)
-        t_fused = median_ms(lambda: fused(**feeds), repeat)
-        t_plain = median_ms(lambda: plain(**feeds), repeat)
+        _, plain_rest = plain.time_split(**feeds)
+        t_fused, t_plain = _interleaved_ms(lambda: fused(**feeds), lambda: plain(**feeds), repeat)
         t_ort = median_ms(lambda: sess.run(None, feeds), repeat)
         time.sleep(0.2)
         fusions = "; ".join("+".join(ops) or "-" for _, ops in fused.fusions)
         rows.append(dict(model=name, convt_ms=t_fused, unfused_ms=t_plain, ort_ms=t_ort,
                          ratio=t_ort / t_fused, convt_kernels_ms=in_convt, other_ops_ms=in_rest,
+                         unfused_other_ops_ms=plain_rest,
                          fusions=fused.fusions, rel_err=err))
-        print(f"{name:22} {t_fused:9.3f} {t_plain:8.3f} {t_ort:8.3f} {t_ort / t_fused:9.2f} "
-              f"{in_convt:9.3f} {in_rest:8.3f}  {fusions}", flush=True)
+        print(f"{name:26} {t_fused:9.3f} {t_plain:8.3f} {t_ort:8.3f} {t_ort / t_fused:9.2f} "
+              f"{in_convt:9.3f} {in_rest:8.3f} {plain_rest:12.3f}  {fusions}", flush=True)
     print("in convt / in rest: one instrumented run; 'rest' is TVM's code for the other ops, "
-          "which TVM 0.27 compiles without CPU schedules (slow).")
+          "which TVM 0.27 compiles without CPU schedules (slow); 'unfused rest' is the same "
+          "with fusion off, so it includes the BatchNormalization/activation passes fusion removes.")
     return rows
