@@ -83,8 +83,8 @@ FUSED = {
     "prelu": None,  # per-channel slope: an extra kernel input, built in compute.py
 }
 
-# activation -> (min, max) number of ``activation_args``
-ARITY = {"leaky_relu": (0, 1), "elu": (0, 1), "hard_sigmoid": (0, 2), "clip": (2, 2)}
+# activation -> the numbers of ``activation_args`` it accepts (others: none)
+ARITY = {"leaky_relu": (0, 1), "elu": (0, 1), "hard_sigmoid": (0, 2), "clip": (2,)}
 
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 

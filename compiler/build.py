@@ -104,8 +104,7 @@ def signature(spec: ConvTransposeSpec, bound_params: bool):
                                         for d in shape], "dtype": spec.dtype}
     inputs = [entry("x", spec.input_shape())]
     if not bound_params:
-        inputs += [entry(p, spec.kernel_shape if p == "kernel" else (spec.out_channels,))
-                   for p in spec.param_names]
+        inputs += [entry(p, spec.param_shape(p)) for p in spec.param_names]
     for i in inputs:
         i["layout"] = spec.layout if i["name"] == "x" else None
     out = entry("y", spec.output_shape())

@@ -99,10 +99,10 @@ class ConvTransposeSpec:
         if self.activation not in FUSED:
             raise SpecError(f"activation {self.activation!r} is not a fused elementwise "
                             f"activation; known: {sorted(FUSED)}")
-        lo, hi = ARITY.get(self.activation, (0, 0))
-        if not lo <= len(self.activation_args) <= hi:
-            raise SpecError(f"activation {self.activation!r} takes {lo} to {hi} arguments, got "
-                            f"activation_args {self.activation_args}")
+        counts = ARITY.get(self.activation, (0,))
+        if len(self.activation_args) not in counts:
+            raise SpecError(f"activation {self.activation!r} takes {' or '.join(map(str, counts))}"
+                            f" arguments, got activation_args {self.activation_args}")
         if any(v <= 0 for v in self.out_spatial):
             raise SpecError(
                 f"output spatial shape {self.out_spatial} must be positive: pads_begin "
@@ -150,6 +150,10 @@ class ConvTransposeSpec:
         """Kernel inputs after ``x``, in call order."""
         return (("kernel",) + (("bias",) if self.bias else ())
                 + (("alpha",) if self.activation == "prelu" else ()))
+
+    def param_shape(self, name) -> Tuple[int, ...]:
+        """Shape of kernel input ``name``: the kernel, or a per-output-channel vector."""
+        return self.kernel_shape if name == "kernel" else (self.out_channels,)
 
     def macs(self, batch=1) -> int:
         """Useful multiply-adds: N * C_in * prod(in) * C_out/groups * prod(kernel)."""

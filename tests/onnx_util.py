@@ -1,6 +1,5 @@
 """Building small ONNX models and running them in onnxruntime (the ONNX oracle)."""
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 

@@ -123,8 +123,11 @@ def test_prelu_slope_input(layout, rng):
 
 def test_activation_arity_is_checked():
     from convt.compiler.spec import SpecError
-    with pytest.raises(SpecError, match="'clip' takes 2 to 2 arguments"):
+    with pytest.raises(SpecError, match="'clip' takes 2 arguments"):
         ConvTransposeSpec((4,), 3, 8, (3,), (2,), (1,), (1,), (0,), (0,), activation="clip")
+    with pytest.raises(SpecError, match="'hard_sigmoid' takes 0 or 2 arguments"):
+        ConvTransposeSpec((4,), 3, 8, (3,), (2,), (1,), (1,), (0,), (0,),
+                          activation="hard_sigmoid", activation_args=(0.2,))
 
 
 def test_fallback_rule_is_exact(rng, monkeypatch):
