@@ -151,6 +151,12 @@ def _fold_weights(w, a, group):
     return wg.reshape(w.shape).astype(w.dtype)
 
 
+def tensor_dims(tensor_type) -> list:
+    """Dims of an ONNX tensor type: ints where known, the ``dim_param`` name (or None) where open."""
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in tensor_type.shape.dim]
+
+
 def _value_types(model):
     """{tensor name: (elem dtype, shape)} from ONNX shape inference (empty where it fails)."""
     try:
@@ -162,8 +168,7 @@ def _value_types(model):
         t = vi.type.tensor_type
         if t.elem_type:
             types[vi.name] = (helper.tensor_dtype_to_np_dtype(t.elem_type),
-                              tuple(d.dim_value if d.HasField("dim_value") else None
-                                    for d in t.shape.dim))
+                              tuple(d if isinstance(d, int) else None for d in tensor_dims(t)))
     return types
 
 

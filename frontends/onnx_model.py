@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .onnx_fuse import fuse
-from .onnx_node import OnnxError, resolve
+from .onnx_fuse import fuse, tensor_dims
+from .onnx_node import OnnxError, attr_text, resolve
 
 
 def read_model(source) -> onnx.ModelProto:
@@ -70,6 +70,9 @@ def check_ops(model, importable: set):
 def graph_inputs(model, input_shapes=None):
     """[(name, shape, dtype)] of the real inputs (initializers excluded); open dims keep their
     ``dim_param`` name (or None) unless ``input_shapes`` fixes them."""
+    if input_shapes is not None and not hasattr(input_shapes, "items"):
+        raise OnnxError(f"input_shapes must be a dict {{input name: shape}}, got "
+                        f"{type(input_shapes).__name__}")
     input_shapes = dict(input_shapes or {})
     inits = {t.name for t in model.graph.initializer}
     found = []
@@ -79,8 +82,7 @@ def graph_inputs(model, input_shapes=None):
         t = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
             raise OnnxError(f"input {vi.name!r} is not a tensor")
-        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                 for d in t.shape.dim]
+        shape = tensor_dims(t)
         if vi.name in input_shapes:
             given = [int(v) for v in input_shapes.pop(vi.name)]
             if len(given) != len(shape) or any(
@@ -97,10 +99,6 @@ def graph_inputs(model, input_shapes=None):
     return found
 
 
-def _text(v):
-    return v.decode() if isinstance(v, bytes) else v
-
-
 class _ConvTransposeConverter:
     """Converts each (fused) ConvTranspose node into a call of a convt kernel."""
 
@@ -114,7 +112,7 @@ class _ConvTransposeConverter:
         from convt.compiler.spec import ConvTransposeSpec, SpecError
 
         T = self.T
-        node = _text(attrs.get("convt_node", "ConvTranspose"))
+        node = attr_text(attrs.get("convt_node", "ConvTranspose"))
         x, w, b, slope = (inputs[i] for i in range(4))
         x_shape, w_shape = T.relax_shape(x), T.relax_shape(w)
         fields = resolve(attrs, x_shape, w_shape, node)
@@ -130,7 +128,7 @@ class _ConvTransposeConverter:
             spec = ConvTransposeSpec(
                 **fields, batch=batch if isinstance(batch, int) else None, dtype=dtype,
                 bias=b is not None,
-                activation=_text(attrs.get("convt_activation", "linear")),
+                activation=attr_text(attrs.get("convt_activation", "linear")),
                 activation_args=tuple(attrs.get("convt_activation_args", ())))
         except SpecError as err:
             raise OnnxError(f"node {node!r}: {err}") from None
@@ -143,7 +141,9 @@ def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilog
     """(Relax IRModule, signature, info) of an ONNX model; info holds the fusion report and the
     (node, spec) list of its ConvTranspose kernels."""
     from convt.compiler import tvm_api as T
+    from convt.compiler.targets import resolve as resolve_target
 
+    target = resolve_target(target)  # a bad target fails here, not inside the importer
     model = read_model(model)
     opset = model_opset(model)
     check_ops(model, T.onnx_importable_ops())
@@ -173,5 +173,4 @@ def _output_entry(vi):
     t = vi.type.tensor_type
     dtype = helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else np.float32
     return {"name": vi.name, "dtype": str(np.dtype(dtype)),
-            "shape": [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                      for d in t.shape.dim], "layout": None}
+            "shape": tensor_dims(t), "layout": None}

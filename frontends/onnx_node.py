@@ -31,7 +31,8 @@ def _attr_ints(attrs, name, rank, default, node):
     return value
 
 
-def _text(value):
+def attr_text(value):
+    """ONNX string attributes arrive as bytes (or str, from TVM's attribute parser)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -74,7 +75,7 @@ def resolve(attrs: dict, x_shape, w_shape, node: str = "ConvTranspose") -> dict:
     if min(out_pad) < 0 or any(op >= s for op, s in zip(out_pad, strides)):
         raise OnnxError(f"node {node!r}: output_padding {list(out_pad)} must be >= 0 and "
                         f"below strides {list(strides)} on every axis")
-    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    auto_pad = attr_text(attrs.get("auto_pad", "NOTSET"))
     if auto_pad not in AUTO_PADS:
         raise OnnxError(f"node {node!r}: auto_pad {auto_pad!r} must be one of {AUTO_PADS}")
     pads = attrs.get("pads")

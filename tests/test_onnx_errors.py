@@ -83,3 +83,12 @@ def test_open_spatial_dims_need_input_shapes(rng):
         convt.compile(model)
     x = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
     assert convt.compile(model, input_shapes={"x": (2, 4, 6, 5)})(x).shape == (2, 2, 8, 7)
+
+
+def test_bad_target_and_input_shapes_type(rng):
+    from convt.compiler.targets import TargetError
+    model = _node_model(rng, {})
+    with pytest.raises(TargetError, match="unknown target 'nonsense'"):
+        convt.compile(model, target="nonsense")
+    with pytest.raises(OnnxError, match="input_shapes must be a dict"):
+        convt.compile(model, input_shapes=[1, 4, 5, 5])
