@@ -18,7 +18,7 @@ from convt import artifact_format as F
 from convt import schedules
 
 from . import tvm_api as T
-from .compute import conv_transpose_prim_func
+from .compute import conv_transpose_prim_func, pack_prim_func, packed_shape
 from .spec import ConvTransposeSpec
 from .targets import describe, resolve
 
@@ -45,17 +45,23 @@ class BuiltKernel:
 
 
 def schedule(spec: ConvTransposeSpec, target, knobs=None):
-    """(scheduled PrimFunc, rule name, chosen knobs) of ``spec`` for ``target``."""
-    sch = T.Schedule(conv_transpose_prim_func(spec))
-    rule, chosen = schedules.apply(sch, spec, schedules.describe(resolve(target)), knobs)
-    return sch.mod["main"], rule.name, chosen
+    """({"main": conv PrimFunc, "pack": weight-packing PrimFunc}, rule name, chosen knobs) of
+    ``spec`` for ``target``, both scheduled."""
+    info = schedules.describe(resolve(target))
+    rule, chosen = schedules.plan(spec, info, knobs)
+    values = schedules.as_values(chosen)
+    sch = T.Schedule(conv_transpose_prim_func(spec, **rule.compute_args(spec, values)))
+    rule.apply(sch, spec, values)
+    pack = T.Schedule(pack_prim_func(spec))
+    schedules.schedule_pack(pack, info)
+    return {"main": sch.mod["main"], "pack": pack.mod["main"]}, rule.name, chosen
 
 
 def build(spec: ConvTransposeSpec, target="x86", knobs=None) -> BuiltKernel:
     tgt = resolve(target)
     t0 = time.perf_counter()
-    prim, rule, chosen = schedule(spec, tgt, knobs)
-    lib = T.build_tir(prim, tgt)
+    funcs, rule, chosen = schedule(spec, tgt, knobs)
+    lib = T.build_tir(T.ir_module(funcs), tgt)
     return BuiltKernel(spec, tgt, lib, rule, chosen, time.perf_counter() - t0)
 
 
@@ -127,6 +133,7 @@ def manifest(kernel: BuiltKernel, params, post_activation=None, source_hash=None
         "spec": spec.to_dict(), "spec_key": spec.key(),
         "source_sha256": source_hash,
         "args": args, "signature": signature(spec, bool(params)),
+        "packed_shape": list(packed_shape(spec)),
         "post_activation": post_activation,
     }
 

@@ -10,8 +10,12 @@ phase: 0 when ``k`` divides by the stride).
 Stages (block names are the contract with ``convt.schedules``):
 
 * ``pad``  ``Xp[n, j+pad_lo..., ci]``  input, zero-padded, channels innermost (both layouts)
-* ``pack`` ``Wp[rho..., m..., ci_in_group, co]``  sub-kernels from the user's kernel layout
-* ``conv`` ``Y[n, o..., co]``  the reduction over ``ci_in_group`` and ``m...``
+* ``pack`` ``Wp[rho..., m..., ci_in_group, co]``  sub-kernels from the user's kernel layout, in
+  a function of its own (``pack_prim_func``) run once for constant weights
+* ``conv`` ``Y[n, q_0, r_0, ..., q_R, r_R, co]``  output ``o = q*s + r`` per axis, split into its
+  phase ``r`` so that schedules can tile one phase (one sub-kernel) densely; the reduction runs
+  over ``ci_in_group`` and ``m...``. Extents round up to whole phases: when ``s`` does not divide
+  an output length the last ``q`` computes a few outputs the epilogue drops.
 * ``epilogue``  ``out = activation(Y + bias)`` written in the spec's layout and dtype
 """
 from __future__ import annotations
@@ -128,45 +132,36 @@ class AxisPlan:
         return t, valid
 
 
-def axis_plans(spec: ConvTransposeSpec) -> Tuple[AxisPlan, ...]:
-    return tuple(AxisPlan(i, o, k, s, d, pb) for i, o, k, s, d, pb in zip(
-        spec.in_spatial, spec.out_spatial, spec.kernel, spec.strides, spec.dilation,
+def phase_extents(spec: ConvTransposeSpec, q_align: int = 1) -> Tuple[int, ...]:
+    """Q per axis: whole phases covering the output; the last axis' Q rounds up to a multiple of
+    ``q_align`` (a schedule's vector tile)."""
+    qs = [-(-o // s) for o, s in zip(spec.out_spatial, spec.strides)]
+    qs[-1] = -(-qs[-1] // q_align) * q_align
+    return tuple(qs)
+
+
+def axis_plans(spec: ConvTransposeSpec, q_align: int = 1) -> Tuple[AxisPlan, ...]:
+    """Per-axis plans over the conv stage's (phase-rounded) output extent."""
+    return tuple(AxisPlan(i, q * s, k, s, d, pb) for i, q, k, s, d, pb in zip(
+        spec.in_spatial, phase_extents(spec, q_align), spec.kernel, spec.strides, spec.dilation,
         spec.pads_begin))
 
 
-def conv_transpose_te(spec: ConvTransposeSpec):
-    """Build TE tensors for ``spec``; returns ``(inputs, out)``, inputs = x + spec.param_names.
+def packed_shape(spec: ConvTransposeSpec) -> Tuple[int, ...]:
+    """``(rho..., m..., C_in/groups, C_out)``: one dense sub-kernel per phase."""
+    plans = axis_plans(spec)
+    return (tuple(p.s for p in plans) + tuple(p.taps for p in plans)
+            + (spec.in_channels // spec.groups, spec.out_channels))
 
-    x:      (N, *in_spatial, C_in) channels_last or (N, C_in, *in_spatial) channels_first
-    kernel: spec.kernel_shape (Keras ``k... + (C_out, C_in/groups)`` or ONNX ``(C_in, C_out/groups) + k...``)
-    bias:   (C_out,)
-    alpha:  (C_out,) PRelu slope, when spec.activation == "prelu"
-    out:    spec.output_shape(); N is a symbolic var when spec.batch is None
-    """
+
+def pack_te(spec: ConvTransposeSpec):
+    """``(kernel, packed)``: the user's kernel rearranged into per-phase sub-kernels. A separate
+    function so that constant weights are packed once (at load or at compile time), not per call."""
     plans = axis_plans(spec)
     R = spec.rank
-    dtype = spec.dtype
     cin_g = spec.in_channels // spec.groups
     cout_g = spec.out_channels // spec.groups
-    n = T.var("n") if spec.batch is None else spec.batch
-    cl = spec.layout == "channels_last"
-
-    x = T.placeholder(spec.input_shape(n), dtype, name="x")
-    w = T.placeholder(spec.kernel_shape, dtype, name="kernel")
-    inputs = [x, w]
-
-    padded = (n,) + tuple(p.in_len + p.pad_lo + p.pad_hi for p in plans) + (spec.in_channels,)
-
-    def pad_fn(b, *rest):
-        js, ci = rest[:R], rest[R]
-        src = [j - p.pad_lo for j, p in zip(js, plans)]
-        inside = T.all_of(*[T.all_of(j >= 0, j < p.in_len) for j, p in zip(src, plans)])
-        idx = (b, *src, ci) if cl else (b, ci, *src)
-        return T.if_then_else(inside, x[idx].astype(ACC_DTYPE), T.const(0, ACC_DTYPE))
-
-    xp = T.compute(padded, pad_fn, name=BLOCK_PAD)
-
-    packed = tuple(p.s for p in plans) + tuple(p.taps for p in plans) + (cin_g, spec.out_channels)
+    w = T.placeholder(spec.kernel_shape, spec.dtype, name="kernel")
 
     def pack_fn(*idx):
         rhos, ms, rci, co = idx[:R], idx[R:2 * R], idx[2 * R], idx[2 * R + 1]
@@ -179,19 +174,56 @@ def conv_transpose_te(spec: ConvTransposeSpec):
             src = w[(T.floordiv(co, cout_g) * cin_g + rci, T.floormod(co, cout_g), *ts)]
         return T.if_then_else(valid, src.astype(ACC_DTYPE), T.const(0, ACC_DTYPE))
 
-    wp = T.compute(packed, pack_fn, name=BLOCK_PACK)
+    return w, T.compute(packed_shape(spec), pack_fn, name=BLOCK_PACK)
+
+
+def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1):
+    """Build TE tensors for ``spec``; returns ``(inputs, out)``, inputs = x, packed, then the
+    spec's other parameters.
+
+    x:      (N, *in_spatial, C_in) channels_last or (N, C_in, *in_spatial) channels_first
+    packed: packed_shape(spec), float32: ``pack_te`` of the kernel
+    bias:   (C_out,)
+    alpha:  (C_out,) PRelu slope, when spec.activation == "prelu"
+    out:    spec.output_shape(); N is a symbolic var when spec.batch is None
+    q_align: see ``phase_extents``; the epilogue drops the extra outputs
+    """
+    plans = axis_plans(spec, q_align)
+    R = spec.rank
+    dtype = spec.dtype
+    cin_g = spec.in_channels // spec.groups
+    cout_g = spec.out_channels // spec.groups
+    n = T.var("n") if spec.batch is None else spec.batch
+    cl = spec.layout == "channels_last"
+
+    x = T.placeholder(spec.input_shape(n), dtype, name="x")
+    wp = T.placeholder(packed_shape(spec), ACC_DTYPE, name="packed")
+    inputs = [x, wp]
+
+    padded = (n,) + tuple(p.in_len + p.pad_lo + p.pad_hi for p in plans) + (spec.in_channels,)
+
+    def pad_fn(b, *rest):
+        js, ci = rest[:R], rest[R]
+        src = [j - p.pad_lo for j, p in zip(js, plans)]
+        inside = T.all_of(*[T.all_of(j >= 0, j < p.in_len) for j, p in zip(src, plans)])
+        idx = (b, *src, ci) if cl else (b, ci, *src)
+        return T.if_then_else(inside, x[idx].astype(ACC_DTYPE), T.const(0, ACC_DTYPE))
+
+    xp = T.compute(padded, pad_fn, name=BLOCK_PAD)
 
     rci = T.reduce_axis((0, cin_g), name="rci")
     rms = [T.reduce_axis((0, p.taps), name=f"m{a}") for a, p in enumerate(plans)]
 
     def conv_fn(b, *rest):
-        os, co = rest[:R], rest[R]
+        co = rest[2 * R]
+        os = [q * p.s + r for q, r, p in zip(rest[0:2 * R:2], rest[1:2 * R:2], plans)]
         ci = rci if spec.groups == 1 else T.floordiv(co, cout_g) * cin_g + rci
         js = [p.input_index(o, m) for p, o, m in zip(plans, os, rms)]
         rhos = [p.phase(o) for p, o in zip(plans, os)]
         return T.te_sum(xp[(b, *js, ci)] * wp[(*rhos, *rms, rci, co)], axis=[rci, *rms])
 
-    y = T.compute((n,) + spec.out_spatial + (spec.out_channels,), conv_fn, name=BLOCK_CONV)
+    split = sum(((q, p.s) for q, p in zip(phase_extents(spec, q_align), plans)), ())
+    y = T.compute((n,) + split + (spec.out_channels,), conv_fn, name=BLOCK_CONV)
 
     if spec.bias:
         bias = T.placeholder((spec.out_channels,), dtype, name="bias")
@@ -210,7 +242,8 @@ def conv_transpose_te(spec: ConvTransposeSpec):
             b, os, co = idx[0], idx[1:R + 1], idx[R + 1]
         else:
             b, co, os = idx[0], idx[1], idx[2:]
-        v = y[(b, *os, co)]
+        qr = sum(((T.floordiv(o, p.s), T.floormod(o, p.s)) for o, p in zip(os, plans)), ())
+        v = y[(b, *qr, co)]
         if spec.bias:
             v = v + bias[co].astype(ACC_DTYPE)
         return activate(v, co).astype(dtype)
@@ -219,7 +252,12 @@ def conv_transpose_te(spec: ConvTransposeSpec):
     return inputs, out
 
 
-def conv_transpose_prim_func(spec: ConvTransposeSpec):
-    """The unscheduled PrimFunc ``main(x, kernel, [bias], [alpha], out)``."""
-    inputs, out = conv_transpose_te(spec)
+def conv_transpose_prim_func(spec: ConvTransposeSpec, q_align: int = 1):
+    """The unscheduled PrimFunc ``main(x, packed, [bias], [alpha], out)``."""
+    inputs, out = conv_transpose_te(spec, q_align)
     return T.create_prim_func(inputs + [out]).with_attr("global_symbol", "main")
+
+
+def pack_prim_func(spec: ConvTransposeSpec):
+    """The unscheduled PrimFunc ``pack(kernel, packed)``."""
+    return T.create_prim_func(list(pack_te(spec))).with_attr("global_symbol", "pack")

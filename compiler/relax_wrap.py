@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import tvm_api as T
 from .build import schedule
+from .compute import packed_shape
 
 KERNEL_PREFIX = "convt_"  # PrimFuncs named so are convt kernels (profiles sum them apart)
 
@@ -12,16 +13,22 @@ def emit_call(bb, spec, args, batch, target="x86", knobs=None, funcs=None):
     """Emit ``call_tir(convt kernel, args)`` into the open function of BlockBuilder ``bb``.
 
     ``batch`` is the caller's batch (an int or its symbolic var); ``funcs`` maps spec keys to
-    GlobalVars already added, so equal layers share one kernel.
+    GlobalVars already added, so equal layers share one kernel. The kernel goes through its own
+    ``pack`` call: with a constant kernel, constant folding runs it once at compile time.
     """
     funcs = {} if funcs is None else funcs
-    gv = funcs.get(spec.key())
-    if gv is None:
-        prim, _, _ = schedule(spec, target, knobs)
+    gvs = funcs.get(spec.key())
+    if gvs is None:
+        prims, _, _ = schedule(spec, target, knobs)
         name = f"{KERNEL_PREFIX}{len(funcs)}_{spec.rank}d"
-        gv = funcs[spec.key()] = bb.add_func(prim.with_attr("global_symbol", name), name)
+        gvs = funcs[spec.key()] = tuple(
+            bb.add_func(prims[part].with_attr("global_symbol", sym), sym)
+            for part, sym in (("pack", name + "_pack"), ("main", name)))
+    x, kernel, *rest = args
+    packed = bb.emit(T.relax.call_tir(
+        gvs[0], [kernel], T.relax.TensorType(packed_shape(spec), "float32")))
     out = T.relax.TensorType(spec.output_shape(batch), spec.dtype)
-    return bb.emit(T.relax.call_tir(gv, list(args), out))
+    return bb.emit(T.relax.call_tir(gvs[1], [x, packed, *rest], out))
 
 
 def relax_module(spec, target="x86", knobs=None):

@@ -164,9 +164,18 @@ class Runner(_Bound):
         self.manifest = manifest
         self._lib = lib
         self._func = lib["main"]
+        self._pack = lib["pack"]
         self._params = {k: tvm.runtime.tensor(np.ascontiguousarray(v), self._device)
                         for k, v in (params or {}).items()}
+        if "kernel" in self._params:  # constant weights: packed once, here
+            self._params["kernel"] = self._packed(self._params["kernel"])
         self._post = manifest.get("post_activation")
+
+    def _packed(self, kernel):
+        out = self._tvm.runtime.empty(tuple(self.manifest["packed_shape"]), "float32",
+                                      self._device)
+        self._pack(kernel, out)
+        return out
 
     def __call__(self, *args, **kwargs):
         tensors = self.bind(args, kwargs)
@@ -174,6 +183,8 @@ class Runner(_Bound):
         out_spec = self.signature["outputs"][0]
         shape = tuple(batch if d is None else int(d) for d in out_spec["shape"])
         out = self._tvm.runtime.empty(shape, out_spec["dtype"], self._device)
+        if "kernel" in tensors:
+            tensors["kernel"] = self._packed(tensors["kernel"])
         call_args = [tensors[n] if n in tensors else self._params[n]
                      for n in self.manifest["args"]]
         self._func(*call_args, out)

@@ -22,7 +22,13 @@ def plan(spec, info: TargetInfo, values=None):
     return rule, override(rule.knobs(spec, info), values)
 
 
-def apply(sch, spec, info: TargetInfo, values=None):
-    rule, knobs = plan(spec, info, values)
-    rule.apply(sch, spec, as_values(knobs))
-    return rule, knobs
+def schedule_pack(sch, info: TargetInfo):
+    """The weight-packing function: run once per constant kernel, so simply parallel."""
+    if info.family == "cuda":
+        cuda.schedule_pack_cuda(sch)
+        return
+    from convt.compiler import compute as C
+    from convt.compiler import tvm_api as T
+    loops = sch.get_loops(T.get_block(sch, C.BLOCK_PACK))
+    sch.parallel(sch.fuse(loops[0], loops[1]) if len(loops) > 1 else loops[0])
+

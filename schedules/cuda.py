@@ -21,10 +21,9 @@ def _bind(sch, loops, tpb):
 
 def schedule_cuda(sch, spec, values):
     tpb = values["threads_per_block"]
-    for name in (C.BLOCK_PAD, C.BLOCK_PACK):
-        _bind(sch, sch.get_loops(T.get_block(sch, name)), tpb)
+    _bind(sch, sch.get_loops(T.get_block(sch, C.BLOCK_PAD)), tpb)
     conv = T.get_block(sch, C.BLOCK_CONV)
-    tx = _bind(sch, sch.get_loops(conv)[:spec.rank + 2], tpb)
+    tx = _bind(sch, sch.get_loops(conv)[:2 * spec.rank + 2], tpb)
     acc = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(acc, tx)
     epi = T.get_block(sch, C.BLOCK_EPILOGUE)
@@ -34,6 +33,10 @@ def schedule_cuda(sch, spec, values):
         _bind(sch, sch.get_loops(epi), tpb)
     sch.decompose_reduction(conv, sch.get_loops(conv)[2])
     return sch
+
+
+def schedule_pack_cuda(sch):
+    _bind(sch, sch.get_loops(T.get_block(sch, C.BLOCK_PACK)), 128)
 
 
 RULES = [

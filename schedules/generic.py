@@ -26,7 +26,6 @@ def _parallel_vector(sch, name, serial, inner_extent):
 def schedule_generic_cpu(sch, spec, values):
     serial = values.get("threads", 0) == 1
     _parallel_vector(sch, C.BLOCK_PAD, serial, spec.in_channels)
-    _parallel_vector(sch, C.BLOCK_PACK, serial, spec.out_channels)
     conv = T.get_block(sch, C.BLOCK_CONV)
     loops = sch.get_loops(conv)
     if not serial:

@@ -11,3 +11,4 @@ class Rule:
     applies: Callable    # (spec, TargetInfo) -> bool
     knobs: Callable      # (spec, TargetInfo) -> list[Knob]
     apply: Callable      # (Schedule, spec, {knob: value}) -> Schedule
+    compute_args: Callable = lambda spec, values: {}  # keyword args of the compute definition

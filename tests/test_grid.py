@@ -31,8 +31,8 @@ NP_ACT = {
 }
 
 
-def run_spec(spec, rng, batch=2, knobs=None):
-    kernel = build(spec, "x86", knobs)
+def run_spec(spec, rng, batch=2, knobs=None, target="x86"):
+    kernel = build(spec, target, knobs)
     x = rng.standard_normal(spec.input_shape(batch)).astype(np.float32)
     w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
     b = rng.standard_normal(spec.out_channels).astype(np.float32)

@@ -1,8 +1,16 @@
-"""Benchmark convt against onnxruntime (and PyTorch when installed) side by side, in one run.
+"""Benchmark convt against onnxruntime, OpenVINO and PyTorch side by side, in one run.
 
-Per shape: median ms of each, useful GFLOP/s (2 * N * C_in * prod(in) * C_out/groups *
-prod(kernel)), % of a ceiling measured in the same run (numpy sgemm 2048^3 on the same threads),
-the ratio best-rival-ms / convt-ms (> 1: convt faster), and convt's compile time.
+Per layer of the suite: median ms of convt through ``convt.compile(onnx_model)`` (NCHW, what an
+ONNX user gets), of convt on the same layer in channels_last (NHWC, what a Keras user gets), and
+of each installed rival; useful GFLOP/s (2 * N * C_in * prod(in) * C_out/groups * prod(kernel));
+% of a ceiling measured in the same run (numpy's sgemm 2048^3 on the same threads); the ratio
+best-rival-ms / convt-ms (> 1: convt faster); convt's compile time. Depthwise and grouped layers
+also report GB/s (input + weights + output bytes once) against a measured copy bandwidth.
+
+Contestants are timed in interleaved rounds (the order rotates each round) so that drifts of a
+shared machine hit all of them. Every runtime's idle workers spin for a while after a run and
+slow whatever runs next (measured on DCGAN: onnxruntime 4.3 ms alone, 16.5 ms interleaved with
+no pause, 17.6 ms with 50 ms pauses), so each block of calls is followed by a ``PAUSE_S`` sleep.
 """
 from __future__ import annotations
 
@@ -16,15 +24,18 @@ import time
 import numpy as np
 
 DEFAULT_SUITE = os.path.join("..", "shared", "bench", "suite.json")  # from the checkout root
+RIVALS = ("ort", "openvino", "torch")
+PAUSE_S = 0.25   # > OpenMP's default 200 ms block time (PyTorch's pool spins that long)
 
 
 def add_arguments(p):
     p.add_argument("--suite", default=os.environ.get("CONVT_BENCH_SUITE", DEFAULT_SUITE),
                    help="suite JSON (default: ../shared/bench/suite.json)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=15)
+    p.add_argument("--repeat", type=int, default=15, help="timed rounds per contestant")
     p.add_argument("--only", default="", help="comma-separated shape names")
     p.add_argument("--json", default="", help="write results to this JSON file")
+    p.add_argument("--png", default="", help="write a chart of the ratios to this PNG file")
     p.add_argument("--part", choices=("all", "layers", "models"), default="all",
                    help="layers: the suite's ConvTranspose layers; models: whole ONNX models "
                         "(the DCGAN block with and without fusion, the PyTorch fixtures)")
@@ -40,52 +51,34 @@ def _median_ms(fn, repeat):
     return statistics.median(times) * 1e3
 
 
-def _spec(shape):
+def interleaved_ms(fns: dict, repeat: int, budget_s: float = 2.0) -> dict:
+    """{name: median ms}; each round runs every contestant a few times, in a rotated order."""
+    for fn in fns.values():
+        fn()
+    probe = {k: _median_ms(fn, 1) for k, fn in fns.items()}
+    inner = {k: max(1, min(20, int(budget_s / repeat / max(ms, 1e-3) * 1e3 / len(fns))))
+             for k, ms in probe.items()}
+    times = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(repeat):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[k]
+            for _ in range(inner[k]):
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+            time.sleep(PAUSE_S)  # let this runtime's spinning workers go idle
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def _spec(shape, layout="channels_first"):
     from convt.compiler.spec import ConvTransposeSpec
     r = len(shape["kernel"])
     return ConvTransposeSpec(
         tuple(shape["in"]), shape["Cin"], shape["Cout"], tuple(shape["kernel"]),
         tuple(shape["stride"]), tuple(shape["dilation"]), tuple(shape["pads"][:r]),
         tuple(shape["pads"][r:]), tuple(shape["output_padding"]), groups=shape["groups"],
-        batch=shape["N"], layout="channels_first", kernel_layout="io_spatial")
-
-
-def _ort_session(spec, w, threads):
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-    node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], strides=list(spec.strides),
-                            pads=list(spec.pads_begin + spec.pads_end),
-                            output_padding=list(spec.output_padding),
-                            dilations=list(spec.dilation), group=spec.groups)
-    graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, spec.input_shape())],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(w, "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
-def _torch_fn(spec, w, x):
-    try:
-        import torch
-    except ImportError:
-        return None
-    conv = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
-            3: torch.nn.functional.conv_transpose3d}[spec.rank]
-    if any(b != e for b, e in zip(spec.pads_begin, spec.pads_end)):
-        return None
-    tw, tx = torch.from_numpy(w), torch.from_numpy(x)
-
-    def run():
-        with torch.no_grad():
-            return conv(tx, tw, stride=spec.strides, padding=spec.pads_begin,
-                        output_padding=spec.output_padding, groups=spec.groups,
-                        dilation=spec.dilation)
-    return run
+        batch=shape["N"], layout=layout, kernel_layout="io_spatial")
 
 
 def ceiling_gflops(threads, repeat=5):
@@ -95,58 +88,128 @@ def ceiling_gflops(threads, repeat=5):
     return 2 * 2048 ** 3 / ms / 1e6
 
 
+def copy_gbps(repeat=5):
+    """Memory copy bandwidth: read + write bytes of a 64 MiB numpy copy."""
+    a = np.ones(16 << 20, np.float32)
+    b = np.empty_like(a)
+    ms = _median_ms(lambda: np.copyto(b, a), repeat)
+    return 2 * a.nbytes / ms / 1e6
+
+
+def _bytes_moved(spec):
+    n = spec.batch or 1
+    out = int(np.prod(spec.output_shape(n)))
+    return 4 * (int(np.prod(spec.input_shape(n))) + int(np.prod(spec.kernel_shape)) + out)
+
+
+def _rel_err(got, ref):
+    return float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-12))
+
+
+def bench_layer(shape, threads, repeat, rng):
+    import convt
+    from convt.compiler.build import build
+    from convt.compiler.module import CompiledModule
+    from .rivals import layer_model, rivals
+
+    spec = _spec(shape)
+    x = rng.standard_normal(spec.input_shape()).astype(np.float32)
+    w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
+    t0 = time.perf_counter()
+    nchw = convt.compile(layer_model(spec, w).SerializeToString(), target="x86")
+    compile_s = time.perf_counter() - t0
+    nhwc_spec = _spec(shape, "channels_last")
+    nhwc = CompiledModule(build(nhwc_spec, "x86"), {"kernel": w})
+    x_cl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    fns = {"convt": lambda: nchw(x), "convt_nhwc": lambda: nhwc(x_cl)}
+    fns.update(rivals(spec, w, x, threads))
+    ref = fns["ort"]() if "ort" in fns else None
+    err = max(_rel_err(fns["convt"](), ref), _rel_err(np.moveaxis(fns["convt_nhwc"](), -1, 1), ref)) \
+        if ref is not None else None
+    ms = interleaved_ms(fns, repeat)
+    gflop = 2 * spec.macs() / 1e9
+    present = [k for k in RIVALS if k in ms]
+    best = min(present, key=ms.get) if present else None
+    return dict(name=shape["name"], gflop=gflop, groups=spec.groups, ms=ms,
+                convt_ms=ms["convt"], nhwc_ms=ms["convt_nhwc"], best_rival=best,
+                ratio=ms[best] / ms["convt"] if best else None,
+                ratio_nhwc=ms[best] / ms["convt_nhwc"] if best else None,
+                gflops=gflop / ms["convt"] * 1e3, compile_s=compile_s,
+                gbps=_bytes_moved(spec) / ms["convt"] / 1e6, rel_err=err,
+                rule=nhwc.kernel.rule)
+
+
+def _geo(values):
+    values = [v for v in values if v]
+    return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
+
+
+def _print_row(row, peak, copy_bw):
+    ms = row["ms"]
+    cols = " ".join(f"{ms[k]:9.3f}" if k in ms else f"{'-':>9}" for k in RIVALS)
+    extra = (f"  {row['gbps']:.1f} GB/s = {100 * row['gbps'] / copy_bw:.0f}% of copy"
+             if row["groups"] > 1 else "")
+    print(f"{row['name']:24} {row['gflop']:7.3f} {row['convt_ms']:9.3f} {row['nhwc_ms']:9.3f} "
+          f"{row['gflops']:6.1f} {100 * row['gflops'] / peak:6.1f} {cols} "
+          f"{row['ratio']:6.2f} {row['ratio_nhwc']:6.2f} {row['compile_s']:7.1f}{extra}",
+          flush=True)
+
+
+def chart(rows, path, peak):
+    """Bar chart: best-rival/convt ratio per layer (NCHW and NHWC), 1.0 and 1.15 marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [r["name"] for r in rows]
+    pos = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(11, 5))
+    ax.bar(pos - 0.2, [r["ratio"] for r in rows], 0.4, label="convt NCHW (ONNX)")
+    ax.bar(pos + 0.2, [r["ratio_nhwc"] for r in rows], 0.4, label="convt NHWC")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.axhline(1.15, color="g", lw=0.8, ls="--", label="1.15")
+    ax.set_yscale("log")
+    ax.set_xticks(pos, names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("best rival ms / convt ms (>1: convt faster)")
+    ax.set_title(f"convt vs best of onnxruntime/OpenVINO/PyTorch; ceiling "
+                 f"{peak:.0f} GFLOP/s (sgemm)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def run(args):
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     import convt
-    from convt.compiler.build import build
-    from convt.compiler.build import manifest
-    from convt.runtime import Runner
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        pass
     with open(args.suite) as f:
         shapes = json.load(f)["shapes"] if args.part != "models" else []
     if args.only:
         keep = set(args.only.split(","))
         shapes = [s for s in shapes if s["name"] in keep]
     convt.set_num_threads(args.threads)
-    peak = ceiling_gflops(args.threads)
-    print(f"ceiling: numpy sgemm 2048^3 = {peak:.1f} GFLOP/s ({args.threads} threads)")
-    head = (f"{'shape':24} {'GFLOP':>7} {'convt ms':>9} {'GF/s':>6} {'%ceil':>6} "
-            f"{'ort ms':>8} {'torch ms':>9} {'ratio':>6} {'compile s':>9}")
-    print(head)
+    peak, copy_bw = ceiling_gflops(args.threads), copy_gbps()
+    print(f"ceiling: numpy sgemm 2048^3 = {peak:.1f} GFLOP/s ({args.threads} threads); "
+          f"copy bandwidth {copy_bw:.1f} GB/s")
+    print(f"{'shape':24} {'GFLOP':>7} {'convt ms':>9} {'nhwc ms':>9} {'GF/s':>6} {'%ceil':>6} "
+          + " ".join(f"{k + ' ms':>9}" for k in RIVALS) + f" {'ratio':>6} {'r nhwc':>6} "
+          f"{'comp s':>7}")
     rows, rng = [], np.random.default_rng(0)
     for shape in shapes:
-        spec = _spec(shape)
-        gflop = 2 * spec.macs() / 1e9
-        x = rng.standard_normal(spec.input_shape()).astype(np.float32)
-        w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
-        kernel = build(spec, "x86")
-        runner = Runner(kernel.lib, manifest(kernel, {"kernel": w}), {"kernel": w})
-        sess = _ort_session(spec, w, args.threads)
-        y_ort = sess.run(None, {"x": x})[0]
-        y = runner(x)
-        err = float(np.abs(y - y_ort).max() / (np.abs(y_ort).max() + 1e-12))
-        t_convt = _median_ms(lambda: runner(x), args.repeat)
-        t_ort = _median_ms(lambda: sess.run(None, {"x": x}), args.repeat)
-        tfn = _torch_fn(spec, w, x)
-        t_torch = _median_ms(tfn, args.repeat) if tfn else None
-        best = min(t for t in (t_ort, t_torch) if t)
-        row = dict(name=shape["name"], gflop=gflop, convt_ms=t_convt, ort_ms=t_ort,
-                   torch_ms=t_torch, gflops=gflop / t_convt * 1e3,
-                   pct_ceiling=100 * gflop / t_convt * 1e3 / peak, ratio=best / t_convt,
-                   compile_s=kernel.compile_seconds, rule=kernel.rule, rel_err=err)
+        row = bench_layer(shape, args.threads, args.repeat, rng)
+        row["pct_ceiling"] = 100 * row["gflops"] / peak
         rows.append(row)
-        torch_s = f"{t_torch:9.2f}" if t_torch else f"{'-':>9}"
-        print(f"{row['name']:24} {gflop:7.3f} {t_convt:9.2f} {row['gflops']:6.1f} "
-              f"{row['pct_ceiling']:6.1f} {t_ort:8.2f} {torch_s} {row['ratio']:6.2f} "
-              f"{kernel.compile_seconds:9.2f}", flush=True)
-    geo = float(np.exp(np.mean(np.log([r["ratio"] for r in rows])))) if rows else float("nan")
+        _print_row(row, peak, copy_bw)
+    summary = {}
     if rows:
-        print(f"geo-mean ratio best-rival/convt: {geo:.3f} (>1: convt faster)")
+        summary = {"geomean_ratio": _geo(r["ratio"] for r in rows),
+                   "geomean_ratio_nhwc": _geo(r["ratio_nhwc"] for r in rows),
+                   "min_ratio": min(r["ratio"] for r in rows),
+                   "min_ratio_nhwc": min(r["ratio_nhwc"] for r in rows)}
+        print("geo-mean best-rival/convt: NCHW {geomean_ratio:.3f}, NHWC {geomean_ratio_nhwc:.3f}; "
+              "lowest: NCHW {min_ratio:.2f}, NHWC {min_ratio_nhwc:.2f} (>1: convt faster)"
+              .format(**summary))
+        if args.png:
+            chart(rows, args.png, peak)
     models = []
     if args.part != "layers":
         from .bench_models import run_models
@@ -154,8 +217,8 @@ def run(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": peak, "ceiling": "numpy sgemm 2048^3",
-                       "threads": args.threads, "geomean_ratio": geo, "rows": rows,
-                       "models": models}, f, indent=1)
+                       "copy_gbps": copy_bw, "threads": args.threads, **summary,
+                       "rows": rows, "models": models}, f, indent=1)
     return 0
 
 

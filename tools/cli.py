@@ -9,7 +9,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="convt", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("example", help="compile, export, load and run the bundled Keras example")
-    b = sub.add_parser("bench", help="benchmark the suite against onnxruntime (and PyTorch)")
+    b = sub.add_parser("bench", help="benchmark the suite against onnxruntime, OpenVINO and "
+                                      "PyTorch")
     from .bench import add_arguments
     add_arguments(b)
     args = parser.parse_args(argv)

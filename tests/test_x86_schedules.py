@@ -1,0 +1,87 @@
+"""Every x86 schedule path against the float64 scatter oracle: the output-channel register tile
+(parallel over rows or over channel blocks, channels_first's per-chunk write), the width-vector
+rule for few output channels (with and without a ragged last tile), an AVX2-only target, and the
+knobs as serialisable data."""
+import json
+
+import numpy as np
+import pytest
+from conftest import assert_close
+from test_grid import run_spec
+
+from convt import schedules
+from convt.compiler.spec import ConvTransposeSpec
+from convt.compiler.targets import resolve
+
+
+def _spec(in_spatial, cin, cout, k, s, layout, groups=1, pads=None, op=None, bias=True):
+    r = len(in_spatial)
+    pb, pe = pads if pads else ((0,) * r, (0,) * r)
+    return ConvTransposeSpec(in_spatial, cin, cout, (k,) * r, (s,) * r, (1,) * r, pb, pe,
+                             op or (0,) * r, groups=groups, bias=bias, layout=layout,
+                             kernel_layout="io_spatial", activation="relu")
+
+
+LAYOUTS = ["channels_last", "channels_first"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", [
+    # (in_spatial, cin, cout, k, s, groups, pads, output_padding, knobs)
+    ((5, 6), 8, 16, 4, 2, 1, ((1, 1), (1, 1)), None, {"par_co": 0}),
+    ((5, 6), 8, 16, 4, 2, 1, ((1, 1), (1, 1)), None, {"par_co": 1}),
+    ((4, 5), 16, 24, 3, 2, 1, ((1, 1), (0, 0)), (1, 1), {"co_vecs": 3, "tile_w": 2}),
+    ((7, 3), 16, 16, 4, 2, 16, ((1, 1), (1, 1)), None, {}),      # depthwise
+    ((9,), 8, 16, 16, 8, 1, ((4,), (4,)), None, {"chunk": 2}),    # long 1D kernel
+    ((3, 4, 2), 8, 8, 2, 2, 1, None, None, {"unroll_k": 2}),     # 3D
+], ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}k{c[3]}s{c[4]}g{c[5]}-{c[8]}")
+def test_channel_tile_paths(case, layout, rng):
+    in_sp, cin, cout, k, s, g, pads, op, knobs = case
+    spec = _spec(in_sp, cin, cout, k, s, layout, g, pads, op)
+    y, ref, kernel = run_spec(spec, rng, knobs=knobs)
+    assert kernel.rule == "x86.register_tile"
+    assert_close(y, ref)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", [
+    # (in_spatial, cin, cout, k, s, pads, output_padding): FSRCNN-, pix2pix- and FCN-like
+    ((6, 16), 7, 1, 9, 2, ((4, 4), (4, 4)), (1, 1)),
+    ((5, 12), 8, 3, 4, 2, ((1, 1), (1, 1)), None),
+    ((4, 9), 5, 21, 16, 8, None, None),             # ragged: the phase width 10 is not 8k
+    ((40,), 6, 2, 5, 3, ((2,), (1,)), (1,)),        # 1D
+], ids=lambda c: f"{c[0]}-{c[2]}k{c[3]}s{c[4]}")
+def test_width_vector_paths(case, layout, rng):
+    in_sp, cin, cout, k, s, pads, op = case
+    spec = _spec(in_sp, cin, cout, k, s, layout, 1, pads, op)
+    y, ref, kernel = run_spec(spec, rng)
+    assert kernel.rule == "x86.width_vector"
+    assert_close(y, ref)
+
+
+def test_avx2_only_target_is_vectorized_and_exact(rng):
+    """A haswell target (AVX2, no AVX-512) keeps 8-lane FMA code."""
+    for cout in (16, 3):   # both rules
+        spec = _spec((4, 9), 16, cout, 4, 2, "channels_last", pads=((1, 1), (1, 1)))
+        y, ref, kernel = run_spec(spec, rng, target={"kind": "llvm", "mcpu": "haswell"})
+        asm = kernel.lib.inspect_source("asm")
+        assert "vfmadd231ps" in asm and "%ymm" in asm and "%zmm" not in asm
+        assert_close(y, ref)
+
+
+@pytest.mark.parametrize("spec", [
+    _spec((8, 6), 64, 32, 4, 2, "channels_first", pads=((1, 1), (1, 1))),
+    _spec((16, 16), 8, 1, 9, 2, "channels_last", pads=((4, 4), (4, 4)), op=(1, 1)),
+], ids=["channel_tile", "width_vector"])
+def test_knobs_are_serialisable_data_with_ranges(spec):
+    info = schedules.describe(resolve("x86"))
+    rule, knobs = schedules.plan(spec, info)
+    data = json.loads(json.dumps([k.to_dict() for k in knobs]))
+    assert data and all(d["value"] in d["choices"] for d in data)
+    # a value from the range is accepted and used; one outside is refused by name
+    first = data[0]
+    other = next(c for c in first["choices"] if c != first["value"])
+    _, chosen = schedules.plan(spec, info, {first["name"]: other})
+    assert schedules.as_values(chosen)[first["name"]] == other
+    with pytest.raises(ValueError, match=first["name"]):
+        schedules.plan(spec, info, {first["name"]: max(first["choices"]) + 1000})
