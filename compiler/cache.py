@@ -27,7 +27,8 @@ def cache_dir() -> str:
 def _key(spec, target) -> str:
     import tvm
     from convt import __version__
-    blob = f"{spec.key()}|{target}|{__version__}|{tvm.__version__}"
+    from convt import artifact_format as F
+    blob = f"{spec.key()}|{target}|{__version__}|{tvm.__version__}|{F.FORMAT_VERSION}"
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

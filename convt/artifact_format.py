@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 FORMAT = "convt-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: lib.so exports ``pack`` (kernel -> per-phase sub-kernels) beside ``main``
 MANIFEST = "manifest.json"
 LIB = "lib.so"
 PARAMS = "params.npz"
