@@ -30,7 +30,7 @@ def _lanes(cout: int, max_lanes: int) -> int:
 
 
 def _phase_len(spec, axis):
-    return -(-spec.out_spatial[axis] // spec.strides[axis])
+    return C.phase_extents(spec)[axis]
 
 
 def _best_tile_w(budget, phase_len):

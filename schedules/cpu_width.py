@@ -20,7 +20,7 @@ from .knobs import Knob
 def applies(spec, info) -> bool:
     """When output-channel vectors would be short or ragged and the width has room for vectors."""
     lanes = info.f32_lanes
-    q_w = -(-spec.out_spatial[-1] // spec.strides[-1])
+    q_w = C.phase_extents(spec)[-1]
     return lanes > 1 and spec.out_channels % lanes != 0 and q_w >= lanes
 
 
@@ -30,14 +30,14 @@ def _co_tile(cout: int) -> int:
 
 def width_knobs(spec, info) -> List[Knob]:
     lanes = info.f32_lanes
-    q_w = -(-spec.out_spatial[-1] // spec.strides[-1])
+    q_w = C.phase_extents(spec)[-1]
     co_t = _co_tile(spec.out_channels)
     budget = max(1, (info.vector_regs - co_t - 1) // co_t)
     vecs = -(-q_w // lanes)
     tile_v = max(1, min(budget, vecs, 8))
     while tile_v > 1 and vecs % tile_v and (vecs % tile_v) * 2 < tile_v:
         tile_v -= 1   # prefer little ragged waste
-    rows = -(-spec.out_spatial[0] // spec.strides[0]) if spec.rank > 1 else -(-vecs // tile_v)
+    rows = C.phase_extents(spec)[0] if spec.rank > 1 else -(-vecs // tile_v)
     n = spec.batch or 1
     chunk = max(1, min(rows, (n * rows) // max(2 * info.cores, 1)))
     return [
@@ -56,7 +56,7 @@ def width_compute_args(spec, values):
 
 
 def _padded(spec, values) -> bool:
-    q_w = -(-spec.out_spatial[-1] // spec.strides[-1])
+    q_w = C.phase_extents(spec)[-1]
     return q_w % (values["lanes"] * values["tile_v"]) != 0
 
 
