@@ -1,12 +1,13 @@
 """LLVM CPU schedule shared by the x86 and ARM rule lists: a GEMM-like register tile per phase.
 
 Each output axis splits into ``o = q*s + r`` (r: the stride phase). Inside one phase every output
-reads the same sub-kernel, so the register tile is ``tile_w`` outputs of one phase along the last
-axis x ``co_vecs`` vectors of ``lanes`` output channels: per step of the reduction over
-``ci_in_group x taps`` it loads ``co_vecs`` weight vectors and ``tile_w`` broadcast inputs for
-``tile_w * co_vecs`` FMAs. Loop order (2D): ``[n, q_h/chunk] (parallel) | r_h, r_w, co blocks |
-rows of the chunk, q_w tiles | taps, ci | tile`` — a phase's weight panel stays in cache while
-every pixel tile of a chunk streams past it. The bias/activation epilogue is fused into the tile's
+reads the same sub-kernel, so the register tile is ``tile_h x tile_w`` outputs of one phase (rows
+of the second-last axis x the last axis) x ``co_vecs`` vectors of ``lanes`` output channels: per
+step of the reduction over ``ci_in_group x taps`` it loads ``co_vecs`` weight vectors and
+``tile_h * tile_w`` broadcast inputs for ``tile_h * tile_w * co_vecs`` FMAs. Loop order (2D):
+``[n, q_h/chunk] (parallel) | r_h, r_w, co blocks | [ci blocks] | rows of the chunk, q_w tiles |
+taps, ci | tile`` — one reduction block of a phase's weight panel (``k_blocks`` of them, GEMM's
+kc) stays in L1 while every pixel tile of a chunk streams past it. The bias/activation epilogue is fused into the tile's
 write-back, in the spec's layout.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from convt.compiler import tvm_api as T
 from .knobs import Knob
 
 _POW2 = (1, 2, 4, 8, 16, 32, 64)
+_L1_PANEL = 16 << 10   # bytes of one reduction block of a weight panel (half an L1d)
 
 
 def _lanes(cout: int, max_lanes: int) -> int:
@@ -33,28 +35,37 @@ def _phase_len(spec, axis):
     return C.phase_extents(spec)[axis]
 
 
-def _best_tile_w(budget, phase_len):
-    """Largest tile within the register budget, preferring one that divides the phase length
-    (no partial tile: the epilogue stays fused and the loop has no bounds checks)."""
-    top = max(1, min(budget, phase_len))
-    for t in range(top, 0, -1):
-        if phase_len % t == 0 and 2 * t >= top:
-            return t
-    return top
+def _waste(extent, tile):
+    """Fraction of a tiled loop's iterations that do useful work."""
+    return extent / (-(-extent // tile) * tile)
 
 
-def cpu_knobs(spec, info) -> List[Knob]:
-    lanes = _lanes(spec.out_channels, info.f32_lanes)
-    regs = info.vector_regs
+def _register_tile(spec, info, lanes):
+    """(co_vecs, tile_h, tile_w) maximising FMAs per load of the tile's inner step, discounted
+    by the ragged-tile waste along each axis. Ties go to more accumulators (latency hiding),
+    then to the flatter tile."""
+    phases = C.phase_extents(spec)
+    pw, ph = phases[-1], (phases[-2] if spec.rank > 1 else 1)
     best = None
     for cv in (1, 2, 3, 4):
         if spec.out_channels % (lanes * cv):
             continue
-        tw = _best_tile_w((regs - cv - 1) // cv, _phase_len(spec, -1))
-        score = tw * cv / (tw + cv)    # FMAs per load of the tile's inner step
-        if best is None or score > best[0] + 1e-9:
-            best = (score, cv, tw)
-    _, co_vecs, tile_w = best if best else (0, 1, 1)
+        budget = (info.vector_regs - cv - 1) // cv
+        for th in range(1, min(ph, budget) + 1):
+            for tw in range(1, min(pw, budget // th) + 1):
+                acc = th * tw * cv
+                score = acc / (th * tw + cv) * _waste(pw, tw) * _waste(ph, th)
+                if spec.rank == 1 and pw % tw:
+                    score *= 0.8    # the padded 1D tile costs a separate epilogue pass
+                key = (round(score, 6), acc, -th)
+                if best is None or key > best[0]:
+                    best = (key, cv, th, tw)
+    return best[1:] if best else (1, 1, 1)
+
+
+def cpu_knobs(spec, info) -> List[Knob]:
+    lanes = _lanes(spec.out_channels, info.f32_lanes)
+    co_vecs, tile_h, tile_w = _register_tile(spec, info, lanes)
     # parallel chunks: rows of the leading axis' phase grid, enough chunks for every core
     lead = _phase_len(spec, 0) if spec.rank > 1 else -(-_phase_len(spec, 0) // tile_w)
     n = spec.batch or 1
@@ -70,6 +81,15 @@ def cpu_knobs(spec, info) -> List[Knob]:
         # the chunk's outputs wait in a buffer for the row-wise write: keep it within L2
         row_bytes = 4 * spec.strides[0] * math.prod(spec.out_spatial[1:]) * spec.out_channels
         chunk = max(1, min(chunk, (256 << 10) // max(row_bytes, 1)))
+    if spec.rank == 2:
+        chunk = -(-chunk // tile_h) * tile_h    # whole register tiles per parallel task
+    # GEMM kc blocking: one reduction block of a phase's weight panel stays in L1 while every
+    # pixel tile of the task streams past it; the accumulators wait in an L1 buffer between blocks
+    cin_g = spec.in_channels // spec.groups
+    panel = 4 * cin_g * math.prod(p.taps for p in C.axis_plans(spec)) * lanes * co_vecs
+    k_blocks = 1
+    while panel // k_blocks > _L1_PANEL and cin_g % (2 * k_blocks) == 0 and cin_g // k_blocks >= 16:
+        k_blocks *= 2
     lane_choices = tuple(v for v in _POW2 if v <= info.f32_lanes and spec.out_channels % v == 0)
     return [
         Knob("lanes", lanes, lane_choices, "output channels per vector"),
@@ -77,13 +97,26 @@ def cpu_knobs(spec, info) -> List[Knob]:
                                         if spec.out_channels % (lanes * v) == 0),
              "vectors of output channels in the register tile"),
         Knob("tile_w", tile_w, tuple(range(1, 17)), "outputs of one phase along the last axis"),
+        Knob("tile_h", tile_h, tuple(range(1, 9)) if spec.rank > 1 else (1,),
+             "rows of one phase (second-last axis) in the register tile"),
         Knob("chunk", chunk, tuple(range(1, max(lead, 64) + 1)),
              "leading-axis rows (1D: width tiles) of one parallel task"),
         Knob("par_co", par_co, (0, 1), "parallel over output-channel blocks (1) or over "
              "batch x rows (0): 1 when the weights dwarf the input, so each is read once"),
+        Knob("k_blocks", k_blocks, tuple(v for v in _POW2 if cin_g % v == 0), "reduction blocks outside the pixel loops (GEMM kc)"),
         Knob("unroll_k", 1, (1, 2, 4, 8), "reduction steps unrolled in the register tile"),
         Knob("threads", 0, tuple(range(0, 65)), "parallel loop (0: all cores; 1: serial)"),
     ]
+
+
+def cpu_compute_args(spec, values):
+    """1D: the phase width rounds up to whole tiles. A ragged last tile would put a bounds
+    predicate on every tile of the parallel loop (2.5x slower on HiFi-GAN's up2)."""
+    return {"q_align": values["tile_w"]} if spec.rank == 1 else {}
+
+
+def _padded(spec, values) -> bool:
+    return spec.rank == 1 and C.phase_extents(spec)[-1] % values["tile_w"] != 0
 
 
 def schedule_pad(sch, spec, serial=False):
@@ -111,23 +144,40 @@ def schedule_cpu(sch, spec, values: Dict[str, int]):
     co, rci, taps = loops[2 * R + 1], loops[2 * R + 2], loops[2 * R + 3:]
     qs[-1], qwi = sch.split(qs[-1], [None, tile_w])
     outer, qs[0] = sch.split(qs[0], [None, chunk])
+    tile_h = values.get("tile_h", 1) if R > 1 else 1
+    qhi = None
+    if tile_h > 1:
+        qs[-2], qhi = sch.split(qs[-2], [None, tile_h])
+    inner = [qhi] if qhi is not None else []
     coo, cob, col = sch.split(co, [None, co_vecs, lanes])
     uk = values.get("unroll_k", 1)
+    kb = values.get("k_blocks", 1)
+    rko = []
+    if kb > 1:
+        rko0, rci = sch.split(rci, [kb, None])
+        rko = [rko0]
     rci, rk = sch.split(rci, [None, uk])
     if values.get("par_co", 0):
-        sch.reorder(coo, n, outer, *rs, *qs, *taps, rci, rk, qwi, cob, col)
+        sch.reorder(coo, n, outer, *rs, *rko, *qs, *taps, rci, rk, *inner, qwi, cob, col)
     else:
-        sch.reorder(n, outer, *rs, coo, *qs, *taps, rci, rk, qwi, cob, col)
+        sch.reorder(n, outer, *rs, coo, *rko, *qs, *taps, rci, rk, *inner, qwi, cob, col)
     sch.unroll(rk)
 
     acc = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(acc, qs[-1])
+    # k_blocks: the accumulators of a whole phase block live in L1 across the reduction blocks
+    sch.reverse_compute_at(acc, qs[-1] if kb == 1 else (rs[-1] if values.get("par_co", 0)
+                                                         else coo))
     epi = T.get_block(sch, C.BLOCK_EPILOGUE)
     per_chunk = spec.layout == "channels_first" and not values.get("par_co", 0)
-    if not per_chunk:
+    padded = _padded(spec, values)
+    if padded and not per_chunk:
+        eloops = sch.get_loops(epi)   # its own pass: it drops the tile padding
+        if not serial:
+            sch.parallel(sch.fuse(eloops[0], eloops[1]))
+    elif not per_chunk:
         sch.reverse_compute_inline(epi)
-    tile = sch.get_loops(acc)[2 * R + 3:]
-    if lanes > 1:
+    tile = sch.get_loops(acc)[2 * R + 3:] if kb == 1 else []
+    if lanes > 1 and tile:
         sch.vectorize(tile[-1])
     for lp in tile[:-1]:
         sch.unroll(lp)
@@ -144,9 +194,9 @@ def schedule_cpu(sch, spec, values: Dict[str, int]):
             sch.vectorize(sch.split(eloops[-1], [None, lanes])[1])
     if not serial:
         sch.parallel(par)
-    for lp in (qwi, cob):
+    for lp in (*inner, qwi, cob):
         sch.unroll(lp)
     if lanes > 1:
         sch.vectorize(col)
-    sch.decompose_reduction(conv, taps[0] if taps else rci)
+    sch.decompose_reduction(conv, rko[0] if rko else taps[0] if taps else rci)
     return sch

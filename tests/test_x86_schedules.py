@@ -34,6 +34,14 @@ LAYOUTS = ["channels_last", "channels_first"]
     ((7, 3), 16, 16, 4, 2, 16, ((1, 1), (1, 1)), None, {}),      # depthwise
     ((9,), 8, 16, 16, 8, 1, ((4,), (4,)), None, {"chunk": 2}),    # long 1D kernel
     ((3, 4, 2), 8, 8, 2, 2, 1, None, None, {"unroll_k": 2}),     # 3D
+    # rows x width register tile, ragged along both; reduction blocks (GEMM kc) both ways
+    ((5, 7), 8, 16, 4, 2, 1, ((1, 1), (1, 1)), None, {"tile_h": 2, "tile_w": 3, "par_co": 0}),
+    ((5, 6), 32, 16, 4, 2, 1, ((1, 1), (1, 1)), None, {"k_blocks": 4, "par_co": 0}),
+    ((5, 6), 32, 16, 4, 2, 1, ((1, 1), (1, 1)), None,
+     {"k_blocks": 2, "par_co": 1, "tile_h": 2, "tile_w": 2}),
+    ((3, 4, 2), 16, 8, 2, 2, 1, None, None, {"k_blocks": 2, "tile_h": 3}),
+    ((11,), 8, 16, 4, 2, 1, ((1,), (1,)), None, {"tile_w": 5, "chunk": 2}),  # 1D padded tile
+    ((11,), 16, 16, 4, 2, 1, ((1,), (1,)), None, {"tile_w": 3, "k_blocks": 2, "par_co": 1}),
 ], ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}k{c[3]}s{c[4]}g{c[5]}-{c[8]}")
 def test_channel_tile_paths(case, layout, rng):
     in_sp, cin, cout, k, s, g, pads, op, knobs = case
