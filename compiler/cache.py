@@ -9,7 +9,8 @@ import threading
 
 from convt import runtime
 
-from .build import artifact_bytes, build, write_atomic
+from . import artifact
+from .build import build, kernel_meta
 from .targets import resolve
 
 _memory = {}
@@ -49,12 +50,12 @@ def get_runner(spec, target="x86"):
             runner = None  # corrupted or stale: rebuilt below
     if runner is None:
         kernel = build(spec, tgt)
-        data, man = artifact_bytes(kernel)
+        meta = kernel_meta(kernel, bound_params=False)
         try:
-            write_atomic(path, data)
+            artifact.write(path, tgt, [artifact.Entry("kernel", meta, kernel.lib)])
         except OSError:
             pass  # a read-only cache dir costs a rebuild next process, nothing more
-        runner = runtime.Runner(kernel.lib, man)
+        runner = runtime.Runner(kernel.lib, meta)
     with _lock:
         _memory.setdefault(key, runner)
     return runner

@@ -5,6 +5,7 @@ import time
 
 from convt.runtime import GraphRunner
 
+from . import artifact
 from . import tvm_api as T
 from .relax_wrap import KERNEL_PREFIX
 from .targets import resolve
@@ -14,8 +15,12 @@ class GraphModule:
     """``mod(x)``, ``mod(*xs)``, ``mod(**{name: x})``: one output as an array, several as a
     tuple. ``fusions`` lists ``(node, [absorbed op types])``; ``kernels`` ``(node, spec)``."""
 
-    def __init__(self, relax_mod, signature, info, target="x86"):
+    def __init__(self, relax_mod, signature, info, target="x86", source=None, host_twin=None,
+                 name="model"):
         self.target = resolve(target)
+        self.source = source          # {"kind": "onnx", "sha256": ...}
+        self._host_twin = host_twin   # () -> the same model compiled for this host
+        self.name = name
         self.signature = signature
         self.input_names = [i["name"] for i in signature["inputs"]]
         self.output_names = [o["name"] for o in signature["outputs"]]
@@ -26,13 +31,29 @@ class GraphModule:
         self.compile_seconds = time.perf_counter() - t0
         self._runner = None
 
+    @property
+    def runs_here(self):
+        from convt import schedules
+        return schedules.describe(self.target).family in ("x86", "cpu")
+
     def _run(self):
         if self._runner is None:
-            from convt import schedules
-            if schedules.describe(self.target).family not in ("x86", "cpu"):
+            if not self.runs_here:
                 raise RuntimeError(f"a model compiled for {self.target} cannot run on this host")
             self._runner = GraphRunner(self.executable, self.signature)
         return self._runner
+
+    def entry(self) -> artifact.Entry:
+        meta = {"kind": "graph", "signature": self.signature,
+                "kernels": [[node, spec.key()] for node, spec in self.kernels],
+                "fusions": [[node, list(ops)] for node, ops in self.fusions]}
+        twin = self if self.runs_here or self._host_twin is None else self._host_twin()
+        tv = artifact.with_expected(meta, twin) if twin.runs_here else None
+        return artifact.Entry(self.name, meta, self.executable, None, tv)
+
+    def export(self, path):
+        """One artifact file: the model's library, its signature and a test vector."""
+        return artifact.write(path, self.target, [self.entry()], self.source)
 
     def __call__(self, *args, **kwargs):
         return self._run()(*args, **kwargs)

@@ -33,8 +33,11 @@ def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=No
     return get_runner(spec)(x.astype(np.float32, copy=False), w.astype(np.float32, copy=False))
 
 
-def _source_hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+def source_info(kind, obj) -> dict:
+    """What an artifact was compiled from: its kind and a SHA-256 of the model or config."""
+    data = obj if isinstance(obj, bytes) else json.dumps(obj, sort_keys=True,
+                                                         default=str).encode()
+    return {"kind": kind, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _is_onnx(source):
@@ -62,17 +65,25 @@ def compile(source, input_shape=None, target="x86", knobs=None, input_shapes=Non
     from .compiler.spec import ConvTransposeSpec
     from .frontends.keras_layers import BaseConvTranspose
 
+    from .compiler.targets import resolve
+    resolve(target)  # a bad target is reported before the source is read
     if _is_onnx(source):
         from .compiler.graph_module import GraphModule
-        from .frontends.onnx_model import import_model
-        return GraphModule(*import_model(source, input_shapes, target, knobs, fuse), target)
+        from .frontends.onnx_model import import_model, read_model
+        model = read_model(source)
+        return GraphModule(*import_model(model, input_shapes, target, knobs, fuse), target,
+                           source=source_info("onnx", model.SerializeToString()),
+                           host_twin=lambda: compile(model, input_shapes=input_shapes,
+                                                     knobs=knobs, fuse=fuse))
     if isinstance(source, ConvTransposeSpec):
         return CompiledModule(build(source, target, knobs),
-                              source_hash=_source_hash(source.to_dict()))
+                              source=source_info("spec", source.to_dict()))
     if isinstance(source, BaseConvTranspose):
         spec, params, post = source.compile_parts(input_shape)
+        config = {"class_name": type(source).__name__, "config": source.get_config(),
+                  "input_shape": input_shape}
         return CompiledModule(build(spec, target, knobs), params, post,
-                              source_hash=_source_hash(source.get_config()))
+                              source=source_info("keras", config), name=source.name)
     raise TypeError(f"compile() takes an ONNX model, a convt.layers layer or a ConvTransposeSpec, got "
                     f"{type(source).__name__}")
 

@@ -4,10 +4,12 @@ Works under ``TVM_USE_RUNTIME_LIB=1``, where only ``libtvm_runtime.so`` is loade
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import platform
+import sys
 import tempfile
 import zipfile
 
@@ -71,12 +73,16 @@ def read_artifact(path):
         manifest = json.loads(members[F.MANIFEST])
     except ValueError as e:
         raise ArtifactError(f"{path}: manifest is not valid JSON ({e})") from None
-    if manifest.get("format") != F.FORMAT:
-        raise ArtifactError(f"{path}: not a convt artifact (format {manifest.get('format')!r})")
+    if not isinstance(manifest, dict) or manifest.get("format") != F.FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ArtifactError(f"{path}: not a convt artifact (format {got!r})")
     if manifest.get("format_version") != F.FORMAT_VERSION:
         raise ArtifactError(f"{path}: artifact format version {manifest.get('format_version')} "
                             f"is not supported (this convt reads {F.FORMAT_VERSION})")
-    hashes = manifest.get("sha256", {})
+    errors = F.schema_errors(manifest)
+    if errors:
+        raise ArtifactError(f"{path}: malformed manifest: {'; '.join(errors)}")
+    hashes = manifest["sha256"]
     for name in set(members) - {F.MANIFEST}:
         if name not in hashes:
             raise ArtifactError(f"{path}: member {name} is not listed in the manifest")
@@ -86,11 +92,19 @@ def read_artifact(path):
     for name in hashes:
         if name not in members:
             raise ArtifactError(f"{path}: member {name} is missing")
+    for name, e in manifest["entries"].items():
+        for key in ("lib", "params", "test_vector", "fatbin", "fatbin_info"):
+            if e.get(key) is not None and e[key] not in hashes:
+                raise ArtifactError(f"{path}: entry {name!r} names member {e[key]!r}, which "
+                                    f"the artifact does not hold")
     return manifest, members
 
 
 class _Bound:
     """Binds call arguments (positional, by name, numpy or DLPack) to a signature's inputs."""
+
+    test_vector = None          # {"in:<name>": array, "out:<i>": array} of a loaded artifact
+    artifact_manifest = None    # the whole manifest of the artifact it came from
 
     def __init__(self, signature, device):
         import tvm
@@ -156,11 +170,10 @@ class _Bound:
 class Runner(_Bound):
     """Calls one compiled kernel: checks inputs against the signature, allocates the output."""
 
-    def __init__(self, lib, manifest, params=None):
+    def __init__(self, lib, manifest, params=None, device=None):
         import tvm
 
-        device = tvm.cuda(0) if manifest["target"]["kind"] == "cuda" else tvm.cpu(0)
-        super().__init__(manifest["signature"], device)
+        super().__init__(manifest["signature"], device or tvm.cpu(0))
         self.manifest = manifest
         self._lib = lib
         self._func = lib["main"]
@@ -213,7 +226,8 @@ class GraphRunner(_Bound):
     def _vm(self):
         vm = getattr(self._local, "vm", None)
         if vm is None:
-            vm = self._local.vm = self._tvm.runtime.vm.VirtualMachine(self._exec, self._device)
+            from tvm.runtime.vm import VirtualMachine
+            vm = self._local.vm = VirtualMachine(self._exec, self._device)
         return vm
 
     def __call__(self, *args, **kwargs):
@@ -228,7 +242,8 @@ class GraphRunner(_Bound):
         import time
 
         tensors = self.bind(args, kwargs)
-        vm = self._tvm.runtime.vm.VirtualMachine(self._exec, self._device)
+        from tvm.runtime.vm import VirtualMachine
+        vm = VirtualMachine(self._exec, self._device)
         calls, started = [], {}
 
         def instrument(func, symbol, before_run, ret_value, *rest):
@@ -250,29 +265,121 @@ def _to_numpy(value):
     return tuple(_to_numpy(v) for v in value)
 
 
-def _load_lib(members, manifest):
+def _device(target: dict):
+    import tvm
+    return tvm.cuda(0) if target["kind"] == "cuda" else tvm.cpu(0)
+
+
+@contextlib.contextmanager
+def _native_stderr_muted():
+    """TVM's VM executable loader logs a "Scope Loaded" line per function to fd 2 (a debug
+    leftover); errors still arrive as exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _load_lib(members, entry):
     import tvm
 
     with tempfile.TemporaryDirectory(prefix="convt-") as tmp:
-        lib_path = os.path.join(tmp, F.LIB)
+        lib_path = os.path.join(tmp, "lib.so")
         with open(lib_path, "wb") as f:
-            f.write(members[F.LIB])
-        lib = tvm.runtime.load_module(lib_path)
-    if F.FATBIN in members:
+            f.write(members[entry["lib"]])
+        with _native_stderr_muted():
+            lib = tvm.runtime.load_module(lib_path)
+    if entry.get("fatbin"):
         import tvm_ffi
-        info = json.loads(members[F.FATBIN_INFO])
+        info = json.loads(members[entry["fatbin_info"]])
         fmap = tvm_ffi.get_global_func("runtime.LoadMetaDataFromJSON")(json.dumps(info["fmap"]))
         create = tvm_ffi.get_global_func("ffi.Module.create.cuda")
-        lib.import_module(create(members[F.FATBIN], "fatbin", fmap, {}))
+        lib.import_module(create(members[entry["fatbin"]], "fatbin", fmap, {}))
     return lib
 
 
-def load(path) -> Runner:
-    """Load a .convt artifact after checking its manifest, hashes and this host's capability."""
+def _npz(data: bytes) -> dict:
+    with np.load(io.BytesIO(data)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _entry_runner(manifest, entry, members):
+    lib = _load_lib(members, entry)
+    device = _device(manifest["target"])
+    if entry["kind"] == "graph":
+        runner = GraphRunner(lib, entry["signature"], device)
+    else:
+        params = _npz(members[entry["params"]]) if entry.get("params") else None
+        runner = Runner(lib, entry, params, device)
+    runner.test_vector = _npz(members[entry["test_vector"]]) if entry.get("test_vector") else None
+    return runner
+
+
+class Bundle:
+    """An artifact of several named entries: ``bundle["name"](x)``; ``bundle.names``."""
+
+    def __init__(self, runners: dict, manifest: dict):
+        self.runners = runners
+        self.manifest = manifest
+
+    @property
+    def names(self):
+        return list(self.runners)
+
+    def __getitem__(self, name):
+        if name not in self.runners:
+            raise KeyError(f"no entry {name!r}; entries are {self.names}")
+        return self.runners[name]
+
+    def __iter__(self):
+        return iter(self.runners.items())
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"this artifact holds {len(self.runners)} entries {self.names}: call "
+                        f"one, e.g. artifact[{self.names[0]!r}](x)")
+
+
+def load(path):
+    """Load a .convt artifact after checking its manifest, hashes and this host's capability:
+    a runner for a one-entry artifact, a ``Bundle`` of runners for several."""
     manifest, members = read_artifact(path)
     _check_host(manifest["target"])
-    params = None
-    if F.PARAMS in members:
-        with np.load(io.BytesIO(members[F.PARAMS])) as z:
-            params = {k: z[k] for k in z.files}
-    return Runner(_load_lib(members, manifest), manifest, params)
+    runners = {name: _entry_runner(manifest, e, members)
+               for name, e in manifest["entries"].items()}
+    for r in runners.values():
+        r.artifact_manifest = manifest
+    if len(runners) == 1:
+        return next(iter(runners.values()))
+    return Bundle(runners, manifest)
+
+
+def entries_of(loaded) -> list:
+    """[(name, runner)] of what ``load`` returned."""
+    if isinstance(loaded, Bundle):
+        return list(loaded)
+    return [(next(iter(loaded.artifact_manifest["entries"])), loaded)]
+
+
+def verify(loaded, rtol=1e-4, atol=1e-4) -> list:
+    """[(entry, max |error|, passed)]: each entry's embedded test vector run on this host."""
+    results = []
+    for name, runner in entries_of(loaded):
+        tv = runner.test_vector
+        if tv is None:
+            results.append((name, None, False))
+            continue
+        inputs = {k[3:]: v for k, v in tv.items() if k.startswith("in:")}
+        expected = [tv[f"out:{i}"] for i in range(sum(k.startswith("out:") for k in tv))]
+        got = runner(**inputs)
+        got = list(got) if isinstance(got, tuple) else [got]
+        err = max(float(np.max(np.abs(g - e), initial=0)) for g, e in zip(got, expected))
+        ok = len(got) == len(expected) and all(
+            g.shape == e.shape and np.allclose(g, e, rtol=rtol, atol=atol)
+            for g, e in zip(got, expected))
+        results.append((name, err, ok))
+    return results

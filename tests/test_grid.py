@@ -8,7 +8,7 @@ from convt.compiler import activations
 from convt.compiler.build import build
 from convt.compiler.spec import ConvTransposeSpec
 from convt.runtime import Runner
-from convt.compiler.build import manifest
+from convt.compiler.build import kernel_meta
 
 NP_ACT = {
     "linear": lambda x: x, "relu": lambda x: np.maximum(x, 0),
@@ -37,7 +37,7 @@ def run_spec(spec, rng, batch=2, knobs=None, target="x86"):
     w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
     b = rng.standard_normal(spec.out_channels).astype(np.float32)
     args = [x, w] + ([b] if spec.bias else [])
-    y = Runner(kernel.lib, manifest(kernel, None))(*args)
+    y = Runner(kernel.lib, kernel_meta(kernel, False))(*args)
     ref = scatter_conv_transpose(x, w, spec.strides, spec.dilation, spec.pads_begin,
                                  spec.pads_end, spec.output_padding, spec.groups,
                                  spec.layout == "channels_last", spec.kernel_layout)
@@ -101,7 +101,7 @@ def test_activation_arguments(act, args, rng):
     ref = scatter_conv_transpose(x, w, spec.strides, spec.dilation, spec.pads_begin,
                                  spec.pads_end, spec.output_padding, channels_last=True,
                                  kernel_layout="spatial_oi") + b
-    y = Runner(kernel.lib, manifest(kernel, None))(x, w, b)
+    y = Runner(kernel.lib, kernel_meta(kernel, False))(x, w, b)
     assert_close(y, NP_ACT_ARGS[act, args](ref))
 
 
@@ -117,7 +117,7 @@ def test_prelu_slope_input(layout, rng):
                                  spec.pads_end, spec.output_padding,
                                  channels_last=layout == "channels_last", kernel_layout="spatial_oi")
     a = alpha if layout == "channels_last" else alpha.reshape(-1, 1)
-    y = Runner(kernel.lib, manifest(kernel, None))(x, w, alpha=alpha)
+    y = Runner(kernel.lib, kernel_meta(kernel, False))(x, w, alpha=alpha)
     assert_close(y, np.where(ref >= 0, ref, a * ref))
 
 
@@ -151,7 +151,7 @@ def test_knob_values_do_not_change_results(knobs, rng):
 def test_symbolic_batch_accepts_any_batch(rng):
     spec = ConvTransposeSpec((3, 3), 2, 4, (2, 2), (2, 2), (1, 1), (0, 0), (0, 0), (0, 0))
     kernel = build(spec, "x86")
-    runner = Runner(kernel.lib, manifest(kernel, None))
+    runner = Runner(kernel.lib, kernel_meta(kernel, False))
     w = rng.standard_normal(spec.kernel_shape).astype(np.float32)
     for n in (1, 4, 7):
         x = rng.standard_normal(spec.input_shape(n)).astype(np.float32)
