@@ -170,11 +170,11 @@ class _Bound:
 class Runner(_Bound):
     """Calls one compiled kernel: checks inputs against the signature, allocates the output."""
 
-    def __init__(self, lib, manifest, params=None, device=None):
+    def __init__(self, lib, entry, params=None, device=None):
         import tvm
 
-        super().__init__(manifest["signature"], device or tvm.cpu(0))
-        self.manifest = manifest
+        super().__init__(entry["signature"], device or tvm.cpu(0))
+        self.entry = entry   # the artifact entry: signature, args, packed_shape, ...
         self._lib = lib
         self._func = lib["main"]
         self._pack = lib["pack"]
@@ -182,10 +182,10 @@ class Runner(_Bound):
                         for k, v in (params or {}).items()}
         if "kernel" in self._params:  # constant weights: packed once, here
             self._params["kernel"] = self._packed(self._params["kernel"])
-        self._post = manifest.get("post_activation")
+        self._post = entry.get("post_activation")
 
     def _packed(self, kernel):
-        out = self._tvm.runtime.empty(tuple(self.manifest["packed_shape"]), "float32",
+        out = self._tvm.runtime.empty(tuple(self.entry["packed_shape"]), "float32",
                                       self._device)
         self._pack(kernel, out)
         return out
@@ -199,7 +199,7 @@ class Runner(_Bound):
         if "kernel" in tensors:
             tensors["kernel"] = self._packed(tensors["kernel"])
         call_args = [tensors[n] if n in tensors else self._params[n]
-                     for n in self.manifest["args"]]
+                     for n in self.entry["args"]]
         self._func(*call_args, out)
         result = out.numpy()
         if self._post:

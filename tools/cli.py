@@ -110,8 +110,8 @@ def cmd_compile(args):
     else:
         raise UsageError(f"source {args.source!r}: expected an ONNX model (.onnx) or a Keras "
                          f"config (.json)")
-    entries = [m.entry() for m in _progress(modules, "test vectors")] if len(modules) > 1 \
-        else [modules[0].entry()]
+    entries = [m.entry() for m in (_progress(modules, "test vectors") if len(modules) > 1
+                                   else modules)]
     source = modules[0].source if len(modules) == 1 else convt.api.source_info(
         "keras", open(args.source, "rb").read())
     out = artifact.write(args.output, target, entries, source)
