@@ -30,7 +30,8 @@ def test_two_processes_compiling_the_same_op_both_succeed(tmp_path):
     env = dict(os.environ, CONVT_CACHE_DIR=str(tmp_path))
     code = _COMPILE.format(spec=SPEC.to_dict())
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path.parent)
+             for _ in range(2)]   # not the checkout: its convt/ would shadow the package
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     assert outs[0][0] == outs[1][0]

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 
 import numpy as np
@@ -18,9 +19,11 @@ MODEL = os.path.join(os.path.dirname(__file__), "fixtures", "onnx", "dcgan_gener
 
 
 def _cli(*args, env=None):
-    """(exit code, stdout, stderr) of ``convt ARGS`` in a fresh process."""
+    """(exit code, stdout, stderr) of ``convt ARGS`` in a fresh process. It runs outside the
+    checkout, whose ``convt/`` folder would shadow the installed package."""
     proc = subprocess.run([sys.executable, "-m", "convt.tools.cli", *map(str, args)],
-                          capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+                          capture_output=True, text=True, env=dict(os.environ, **(env or {})),
+                          cwd=tempfile.gettempdir())
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -73,7 +76,7 @@ def test_runtime_only_process_runs_a_model_artifact(onnx_artifact, tmp_path, rng
             "assert 'libtvm_runtime' in maps and 'libtvm_compiler' not in maps\n"
             "assert 'tvm.relax' not in sys.modules\n"
             f"np.save({str(tmp_path / 'y.npy')!r}, y)\n")
-    subprocess.run([sys.executable, "-c", code], check=True,
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path,
                    env=dict(os.environ, TVM_USE_RUNTIME_LIB="1"))
     expected = convt.load(onnx_artifact)(x)
     assert_close(np.load(tmp_path / "y.npy"), expected)
