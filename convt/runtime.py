@@ -125,11 +125,11 @@ class _Bound:
         tvm = self._tvm
         name = spec["name"]
         if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
-            arr = np.asarray(value)
-            if arr.dtype != np.dtype(spec["dtype"]):
-                if arr.dtype.kind not in "fiu":
-                    raise TypeError(f"input {name!r}: dtype {arr.dtype} is not numeric")
-                arr = arr.astype(spec["dtype"])
+            if isinstance(value, np.ndarray) and value.dtype != np.dtype(spec["dtype"]):
+                raise TypeError(f"input {name!r}: dtype {value.dtype} does not match the "
+                                f"compiled signature's {spec['dtype']}; convert it first, "
+                                f"x.astype({spec['dtype']!r})")
+            arr = np.asarray(value, dtype=spec["dtype"])   # Python lists and scalars
             self._check_shape(name, arr.shape, spec)
             return tvm.runtime.tensor(np.ascontiguousarray(arr), self._device)
         t = tvm.runtime.from_dlpack(value)

@@ -44,6 +44,12 @@ def test_wrong_input_shape_is_refused(exported, rng):
         convt.load(path)(rng.standard_normal((1, 6, 6, 3)).astype(np.float32))
 
 
+def test_wrong_input_dtype_is_refused(exported, rng):
+    _, _, path = exported
+    with pytest.raises(TypeError, match="dtype float64 does not match"):
+        convt.load(path)(rng.standard_normal((1, 6, 5, 3)))
+
+
 def test_tampered_artifact_is_refused(exported, tmp_path):
     _, _, path = exported
     data = bytearray(open(path, "rb").read())
