@@ -63,9 +63,9 @@ def compile(source, input_shape=None, target="x86", knobs=None, input_shapes=Non
     from .compiler.build import build
     from .compiler.module import CompiledModule
     from .compiler.spec import ConvTransposeSpec
+    from .compiler.targets import resolve
     from .frontends.keras_layers import BaseConvTranspose
 
-    from .compiler.targets import resolve
     resolve(target)  # a bad target is reported before the source is read
     if _is_onnx(source):
         from .compiler.graph_module import GraphModule
@@ -74,7 +74,7 @@ def compile(source, input_shape=None, target="x86", knobs=None, input_shapes=Non
         return GraphModule(*import_model(model, input_shapes, target, knobs, fuse), target,
                            source=source_info("onnx", model.SerializeToString()),
                            host_twin=lambda: compile(model, input_shapes=input_shapes,
-                                                     knobs=knobs, fuse=fuse))
+                                                     fuse=fuse))  # a target's knobs stay there
     if isinstance(source, ConvTransposeSpec):
         return CompiledModule(build(source, target, knobs),
                               source=source_info("spec", source.to_dict()))
