@@ -40,6 +40,16 @@ def source_info(kind, obj) -> dict:
     return {"kind": kind, "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def _onnx_bytes(source) -> bytes:
+    """The model's bytes for its source hash (import_model has read and checked it already)."""
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    if hasattr(source, "SerializeToString"):
+        return source.SerializeToString()
+    with open(source, "rb") as f:
+        return f.read()
+
+
 def _is_onnx(source):
     import os
     if isinstance(source, (bytes, bytearray)):
@@ -69,11 +79,10 @@ def compile(source, input_shape=None, target="x86", knobs=None, input_shapes=Non
     resolve(target)  # a bad target is reported before the source is read
     if _is_onnx(source):
         from .compiler.graph_module import GraphModule
-        from .frontends.onnx_model import import_model, read_model
-        model = read_model(source)
-        return GraphModule(*import_model(model, input_shapes, target, knobs, fuse), target,
-                           source=source_info("onnx", model.SerializeToString()),
-                           host_twin=lambda: compile(model, input_shapes=input_shapes,
+        from .frontends.onnx_model import import_model
+        return GraphModule(*import_model(source, input_shapes, target, knobs, fuse), target,
+                           source=source_info("onnx", _onnx_bytes(source)),
+                           host_twin=lambda: compile(source, input_shapes=input_shapes,
                                                      fuse=fuse))  # a target's knobs stay there
     if isinstance(source, ConvTransposeSpec):
         return CompiledModule(build(source, target, knobs),

@@ -74,7 +74,15 @@ def _compile_keras(args, target):
 
 
 def _knobs(args):
-    return json.loads(args.knobs) if args.knobs else None
+    if not args.knobs:
+        return None
+    try:
+        knobs = json.loads(args.knobs)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--knobs: not valid JSON ({e})") from None
+    if not isinstance(knobs, dict):
+        raise UsageError("--knobs: a JSON object of knob names and values, e.g. '{\"tile_w\": 6}'")
+    return knobs
 
 
 def _target(text):
