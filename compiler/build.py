@@ -8,7 +8,7 @@ from convt import schedules
 
 from . import tvm_api as T
 from .artifact import ToolchainError  # noqa: F401  (raised by exports; re-exported)
-from .compute import conv_transpose_prim_func, pack_prim_func, packed_shape
+from .compute import WeightForm, conv_transpose_prim_func, pack_prim_func, packed_shape
 from .spec import ConvTransposeSpec
 from .targets import resolve
 
@@ -21,6 +21,11 @@ class BuiltKernel:
     rule: str
     knobs: list
     compile_seconds: float
+    compute_args: dict = dataclasses.field(default_factory=dict)   # of the compute definition
+
+    @property
+    def packed_shape(self):
+        return packed_shape(self.spec, self.compute_args.get("form", WeightForm()))
 
     @property
     def family(self):
@@ -28,24 +33,25 @@ class BuiltKernel:
 
 
 def schedule(spec: ConvTransposeSpec, target, knobs=None):
-    """({"main": conv PrimFunc, "pack": weight-packing PrimFunc}, rule name, chosen knobs) of
-    ``spec`` for ``target``, both scheduled."""
+    """({"main": conv PrimFunc, "pack": weight-packing PrimFunc}, rule name, chosen knobs,
+    compute args) of ``spec`` for ``target``, both scheduled."""
     info = schedules.describe(resolve(target))
     rule, chosen = schedules.plan(spec, info, knobs)
     values = schedules.as_values(chosen)
-    sch = T.Schedule(conv_transpose_prim_func(spec, **rule.compute_args(spec, values)))
+    args = rule.compute_args(spec, values)
+    sch = T.Schedule(conv_transpose_prim_func(spec, **args))
     rule.apply(sch, spec, values)
-    pack = T.Schedule(pack_prim_func(spec))
+    pack = T.Schedule(pack_prim_func(spec, args.get("form", WeightForm())))
     schedules.schedule_pack(pack, info)
-    return {"main": sch.mod["main"], "pack": pack.mod["main"]}, rule.name, chosen
+    return {"main": sch.mod["main"], "pack": pack.mod["main"]}, rule.name, chosen, args
 
 
 def build(spec: ConvTransposeSpec, target="x86", knobs=None) -> BuiltKernel:
     tgt = resolve(target)
     t0 = time.perf_counter()
-    funcs, rule, chosen = schedule(spec, tgt, knobs)
+    funcs, rule, chosen, args = schedule(spec, tgt, knobs)
     lib = T.build_tir(T.ir_module(funcs), tgt)
-    return BuiltKernel(spec, tgt, lib, rule, chosen, time.perf_counter() - t0)
+    return BuiltKernel(spec, tgt, lib, rule, chosen, time.perf_counter() - t0, args)
 
 
 def signature(spec: ConvTransposeSpec, bound_params: bool):
@@ -70,6 +76,6 @@ def kernel_meta(kernel: BuiltKernel, bound_params: bool, post_activation=None) -
         "schedule": {"rule": kernel.rule, "knobs": [k.to_dict() for k in kernel.knobs]},
         "spec": spec.to_dict(), "spec_key": spec.key(),
         "args": ["x", *spec.param_names], "signature": signature(spec, bound_params),
-        "packed_shape": list(packed_shape(spec)),
+        "packed_shape": list(kernel.packed_shape),
         "post_activation": post_activation,
     }

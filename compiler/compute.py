@@ -17,6 +17,12 @@ Stages (block names are the contract with ``convt.schedules``):
   over ``ci_in_group`` and ``m...``. Extents round up to whole phases: when ``s`` does not divide
   an output length the last ``q`` computes a few outputs the epilogue drops.
 * ``epilogue``  ``out = activation(Y + bias)`` written in the spec's layout and dtype
+
+Fused form (``fused=True``, when every axis has one ``AxisPlan.offset``): all phases of an
+output pixel read the same inputs, so the phases join the channels: ``Y[n, q..., c]`` with
+``c = (r..., co)`` flattened, and ``Wp[m..., ci_in_group, c]``. It is a stride-1 correlation
+with ``prod(s) * C_out`` output channels: one input load feeds every phase (k2 s2 U-Net layers
+become one GEMM) and few output channels still fill vectors (FCN's 21 x 64 phases).
 """
 from __future__ import annotations
 
@@ -69,6 +75,15 @@ class AxisPlan:
     def e(self, rho):
         t0 = self.t0(rho)
         return 0 if t0 is None else (rho - t0 * self.d) // self.s
+
+    @property
+    def offset(self):
+        """``E`` such that output ``o = q*s + r`` reads input ``q + E - m*d'`` in every phase
+        ``r`` that has taps, or None when phases start at different inputs. With one ``E`` on
+        every axis the phases can share each input load (``fused`` form below)."""
+        found = {(r + self.pad_begin) // self.s + self.e((r + self.pad_begin) % self.s)
+                 for r in range(self.s) if self.t0((r + self.pad_begin) % self.s) is not None}
+        return found.pop() if len(found) == 1 else None
 
     def tap(self, rho, m):
         t0 = self.t0(rho)
@@ -147,24 +162,73 @@ def axis_plans(spec: ConvTransposeSpec, q_align: int = 1) -> Tuple[AxisPlan, ...
         spec.pads_begin))
 
 
-def packed_shape(spec: ConvTransposeSpec) -> Tuple[int, ...]:
-    """``(rho..., m..., C_in/groups, C_out)``: one dense sub-kernel per phase."""
+def can_fuse(spec: ConvTransposeSpec) -> bool:
+    """Whether the fused form applies: one input offset per axis for all phases."""
+    return all(p.offset is not None for p in axis_plans(spec))
+
+
+def fused_channels(spec: ConvTransposeSpec) -> int:
+    return math.prod(spec.strides) * spec.out_channels
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightForm:
+    """How the packed weights (and so the conv stage) are laid out.
+
+    fused: the fused form (phases join the channels); co_block: output channels per packed
+    panel (0: all). A schedule that walks the channels in blocks reads each block's panel as
+    one contiguous run; with all channels inside, a power-of-two channel stride puts the
+    panel's rows in a few L1 sets (Cout 256: 4 of 64) and they evict each other.
+    """
+
+    fused: bool = False
+    co_block: int = 0
+
+    def channels(self, spec) -> int:
+        return fused_channels(spec) if self.fused else spec.out_channels
+
+    def block(self, spec) -> int:
+        return self.co_block or self.channels(spec)
+
+
+def packed_shape(spec: ConvTransposeSpec, form: WeightForm = WeightForm()) -> Tuple[int, ...]:
+    """``(C/B, rho..., m..., C_in/groups, B)``: one dense sub-kernel per phase, in panels of
+    ``B = form.block`` output channels; fused: ``(C'/B, m..., C_in/groups, B)`` over the
+    ``C' = prod(s) * C_out`` channels ``(r..., co)``, ``r`` the phase of ``o = q*s + r``."""
     plans = axis_plans(spec)
-    return (tuple(p.s for p in plans) + tuple(p.taps for p in plans)
-            + (spec.in_channels // spec.groups, spec.out_channels))
+    taps = tuple(p.taps for p in plans)
+    B = form.block(spec)
+    phases = () if form.fused else tuple(p.s for p in plans)
+    return (form.channels(spec) // B,) + phases + taps + (spec.in_channels // spec.groups, B)
 
 
-def pack_te(spec: ConvTransposeSpec):
+def unflatten(c, sizes):
+    """Row-major digits of flat index ``c`` over ``sizes`` (TE expressions)."""
+    out = []
+    for size in reversed(sizes):
+        out.append(T.floormod(c, size))
+        c = T.floordiv(c, size)
+    return out[::-1]
+
+
+def pack_te(spec: ConvTransposeSpec, form: WeightForm = WeightForm()):
     """``(kernel, packed)``: the user's kernel rearranged into per-phase sub-kernels. A separate
     function so that constant weights are packed once (at load or at compile time), not per call."""
     plans = axis_plans(spec)
     R = spec.rank
     cin_g = spec.in_channels // spec.groups
     cout_g = spec.out_channels // spec.groups
+    B = form.block(spec)
     w = T.placeholder(spec.kernel_shape, spec.dtype, name="kernel")
 
-    def pack_fn(*idx):
-        rhos, ms, rci, co = idx[:R], idx[R:2 * R], idx[2 * R], idx[2 * R + 1]
+    def pack_fn(blk, *idx):
+        c = blk * B + idx[-1]
+        if form.fused:   # (m..., rci, c) with c = (r..., co)
+            ms, rci = idx[:R], idx[R]
+            *rs, co = unflatten(c, [p.s for p in plans] + [spec.out_channels])
+            rhos = [T.floormod(r + p.pad_begin, p.s) for r, p in zip(rs, plans)]
+        else:
+            rhos, ms, rci, co = idx[:R], idx[R:2 * R], idx[2 * R], c
         taps = [p.tap_expr(r, m) for p, r, m in zip(plans, rhos, ms)]
         ts = [t for t, _ in taps]
         valid = T.all_of(*[v for _, v in taps]) if R > 1 else taps[0][1]
@@ -174,19 +238,21 @@ def pack_te(spec: ConvTransposeSpec):
             src = w[(T.floordiv(co, cout_g) * cin_g + rci, T.floormod(co, cout_g), *ts)]
         return T.if_then_else(valid, src.astype(ACC_DTYPE), T.const(0, ACC_DTYPE))
 
-    return w, T.compute(packed_shape(spec), pack_fn, name=BLOCK_PACK)
+    return w, T.compute(packed_shape(spec, form), pack_fn, name=BLOCK_PACK)
 
 
-def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1):
+def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1,
+                      form: WeightForm = WeightForm()):
     """Build TE tensors for ``spec``; returns ``(inputs, out)``, inputs = x, packed, then the
     spec's other parameters.
 
     x:      (N, *in_spatial, C_in) channels_last or (N, C_in, *in_spatial) channels_first
-    packed: packed_shape(spec), float32: ``pack_te`` of the kernel
+    packed: packed_shape(spec, form), float32: ``pack_te`` of the kernel
     bias:   (C_out,)
     alpha:  (C_out,) PRelu slope, when spec.activation == "prelu"
     out:    spec.output_shape(); N is a symbolic var when spec.batch is None
     q_align: see ``phase_extents``; the epilogue drops the extra outputs
+    form:   the packed weights' form; fused (``can_fuse``): ``Y[n, q..., (r..., co)]``
     """
     plans = axis_plans(spec, q_align)
     R = spec.rank
@@ -197,7 +263,9 @@ def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1):
     cl = spec.layout == "channels_last"
 
     x = T.placeholder(spec.input_shape(n), dtype, name="x")
-    wp = T.placeholder(packed_shape(spec), ACC_DTYPE, name="packed")
+    wp = T.placeholder(packed_shape(spec, form), ACC_DTYPE, name="packed")
+    B = form.block(spec)
+    fused = form.fused
     inputs = [x, wp]
 
     padded = (n,) + tuple(p.in_len + p.pad_lo + p.pad_hi for p in plans) + (spec.in_channels,)
@@ -220,10 +288,23 @@ def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1):
         ci = rci if spec.groups == 1 else T.floordiv(co, cout_g) * cin_g + rci
         js = [p.input_index(o, m) for p, o, m in zip(plans, os, rms)]
         rhos = [p.phase(o) for p, o in zip(plans, os)]
-        return T.te_sum(xp[(b, *js, ci)] * wp[(*rhos, *rms, rci, co)], axis=[rci, *rms])
+        w = wp[(T.floordiv(co, B), *rhos, *rms, rci, T.floormod(co, B))]
+        return T.te_sum(xp[(b, *js, ci)] * w, axis=[rci, *rms])
 
-    split = sum(((q, p.s) for q, p in zip(phase_extents(spec, q_align), plans)), ())
-    y = T.compute((n,) + split + (spec.out_channels,), conv_fn, name=BLOCK_CONV)
+    def fused_fn(b, *rest):
+        qs, c = rest[:R], rest[R]
+        co = T.floormod(c, spec.out_channels)
+        ci = rci if spec.groups == 1 else T.floordiv(co, cout_g) * cin_g + rci
+        js = [q + p.offset - m * p.sub_dilation + p.pad_lo for q, m, p in zip(qs, rms, plans)]
+        w = wp[(T.floordiv(c, B), *rms, rci, T.floormod(c, B))]
+        return T.te_sum(xp[(b, *js, ci)] * w, axis=[rci, *rms])
+
+    qext = phase_extents(spec, q_align)
+    if fused:
+        y = T.compute((n,) + qext + (fused_channels(spec),), fused_fn, name=BLOCK_CONV)
+    else:
+        split = sum(((q, p.s) for q, p in zip(qext, plans)), ())
+        y = T.compute((n,) + split + (spec.out_channels,), conv_fn, name=BLOCK_CONV)
 
     if spec.bias:
         bias = T.placeholder((spec.out_channels,), dtype, name="bias")
@@ -242,8 +323,14 @@ def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1):
             b, os, co = idx[0], idx[1:R + 1], idx[R + 1]
         else:
             b, co, os = idx[0], idx[1], idx[2:]
-        qr = sum(((T.floordiv(o, p.s), T.floormod(o, p.s)) for o, p in zip(os, plans)), ())
-        v = y[(b, *qr, co)]
+        if fused:   # c = (r..., co) flattened, row-major
+            c = co
+            for a, (o, p) in enumerate(zip(os, plans)):
+                c = c + T.floormod(o, p.s) * math.prod(spec.strides[a + 1:]) * spec.out_channels
+            v = y[(b, *[T.floordiv(o, p.s) for o, p in zip(os, plans)], c)]
+        else:
+            qr = sum(((T.floordiv(o, p.s), T.floormod(o, p.s)) for o, p in zip(os, plans)), ())
+            v = y[(b, *qr, co)]
         if spec.bias:
             v = v + bias[co].astype(ACC_DTYPE)
         return activate(v, co).astype(dtype)
@@ -252,12 +339,13 @@ def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1):
     return inputs, out
 
 
-def conv_transpose_prim_func(spec: ConvTransposeSpec, q_align: int = 1):
+def conv_transpose_prim_func(spec: ConvTransposeSpec, q_align: int = 1,
+                             form: WeightForm = WeightForm()):
     """The unscheduled PrimFunc ``main(x, packed, [bias], [alpha], out)``."""
-    inputs, out = conv_transpose_te(spec, q_align)
+    inputs, out = conv_transpose_te(spec, q_align, form)
     return T.create_prim_func(inputs + [out]).with_attr("global_symbol", "main")
 
 
-def pack_prim_func(spec: ConvTransposeSpec):
+def pack_prim_func(spec: ConvTransposeSpec, form: WeightForm = WeightForm()):
     """The unscheduled PrimFunc ``pack(kernel, packed)``."""
-    return T.create_prim_func(list(pack_te(spec))).with_attr("global_symbol", "pack")
+    return T.create_prim_func(list(pack_te(spec, form))).with_attr("global_symbol", "pack")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import tvm_api as T
 from .build import schedule
-from .compute import packed_shape
+from .compute import WeightForm, packed_shape
 
 KERNEL_PREFIX = "convt_"  # PrimFuncs named so are convt kernels (profiles sum them apart)
 
@@ -19,14 +19,15 @@ def emit_call(bb, spec, args, batch, target="x86", knobs=None, funcs=None):
     funcs = {} if funcs is None else funcs
     gvs = funcs.get(spec.key())
     if gvs is None:
-        prims, _, _ = schedule(spec, target, knobs)
+        prims, _, _, cargs = schedule(spec, target, knobs)
         name = f"{KERNEL_PREFIX}{len(funcs)}_{spec.rank}d"
         gvs = funcs[spec.key()] = tuple(
             bb.add_func(prims[part].with_attr("global_symbol", sym), sym)
-            for part, sym in (("pack", name + "_pack"), ("main", name)))
+            for part, sym in (("pack", name + "_pack"), ("main", name))) + (
+            packed_shape(spec, cargs.get("form", WeightForm())),)
     x, kernel, *rest = args
     packed = bb.emit(T.relax.call_tir(
-        gvs[0], [kernel], T.relax.TensorType(packed_shape(spec), "float32")))
+        gvs[0], [kernel], T.relax.TensorType(gvs[2], "float32")))
     out = T.relax.TensorType(spec.output_shape(batch), spec.dtype)
     return bb.emit(T.relax.call_tir(gvs[1], [x, packed, *rest], out))
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from . import artifact_format as F
 
+_ALIGN = 64   # bytes: TVM refuses DLPack data aligned less, and its kernels assume it
+
 
 class ArtifactError(RuntimeError):
     """The artifact is malformed, tampered with, or cannot run on this host."""
@@ -131,12 +133,32 @@ class _Bound:
                                 f"x.astype({spec['dtype']!r})")
             arr = np.asarray(value, dtype=spec["dtype"])   # Python lists and scalars
             self._check_shape(name, arr.shape, spec)
-            return tvm.runtime.tensor(np.ascontiguousarray(arr), self._device)
+            return self._device_tensor(arr)
         t = tvm.runtime.from_dlpack(value)
         if str(t.dtype) != spec["dtype"]:
             raise TypeError(f"input {name!r}: dtype {t.dtype} must be {spec['dtype']}")
         self._check_shape(name, tuple(t.shape), spec)
         return t
+
+    def _device_tensor(self, arr: np.ndarray):
+        """A numpy array as a tensor on the device: on the CPU a view of it when its data is
+        contiguous and 64-byte aligned (what TVM's DLPack import and its kernels' aligned
+        vector loads need), else one copy. Copies cost as much as a small layer's compute."""
+        tvm = self._tvm
+        if self._on_host:
+            if arr.flags.c_contiguous and arr.__array_interface__["data"][0] % _ALIGN == 0:
+                try:
+                    return tvm.runtime.from_dlpack(arr)
+                except (BufferError, RuntimeError):   # read-only arrays do not export
+                    pass
+            t = tvm.runtime.empty(arr.shape, str(arr.dtype), self._device)
+            np.copyto(np.from_dlpack(t), arr)
+            return t
+        return tvm.runtime.tensor(np.ascontiguousarray(arr), self._device)
+
+    @property
+    def _on_host(self):
+        return self._device.dlpack_device_type() == 1   # kDLCPU
 
     @staticmethod
     def _check_shape(name, shape, spec):
@@ -201,7 +223,7 @@ class Runner(_Bound):
         call_args = [tensors[n] if n in tensors else self._params[n]
                      for n in self.entry["args"]]
         self._func(*call_args, out)
-        result = out.numpy()
+        result = _to_numpy(out)
         if self._post:
             from .compiler.activations import UNFUSED
             result = UNFUSED[self._post](result).astype(result.dtype)
@@ -260,7 +282,10 @@ class GraphRunner(_Bound):
 
 
 def _to_numpy(value):
+    """Host tensors come back as numpy views of their memory (no copy); device ones copied."""
     if hasattr(value, "numpy"):
+        if value.device.dlpack_device_type() == 1:   # kDLCPU
+            return np.from_dlpack(value)
         return value.numpy()
     return tuple(_to_numpy(v) for v in value)
 

@@ -40,7 +40,7 @@ def _waste(extent, tile):
     return extent / (-(-extent // tile) * tile)
 
 
-def _register_tile(spec, info, lanes):
+def _register_tile(spec, info, lanes, channels):
     """(co_vecs, tile_h, tile_w) maximising FMAs per load of the tile's inner step, discounted
     by the ragged-tile waste along each axis. Ties go to more accumulators (latency hiding),
     then to the flatter tile."""
@@ -48,7 +48,7 @@ def _register_tile(spec, info, lanes):
     pw, ph = phases[-1], (phases[-2] if spec.rank > 1 else 1)
     best = None
     for cv in (1, 2, 3, 4):
-        if spec.out_channels % (lanes * cv):
+        if channels % (lanes * cv):
             continue
         budget = (info.vector_regs - cv - 1) // cv
         for th in range(1, min(ph, budget) + 1):
@@ -63,38 +63,79 @@ def _register_tile(spec, info, lanes):
     return best[1:] if best else (1, 1, 1)
 
 
+def fuse_default(spec, info) -> int:
+    """The fused form (phases join the channels, ``compute`` module) when the output channels
+    alone leave vectors ragged, the phases share their inputs and the joint channels fill
+    whole vectors (FCN's 21 x 64: 2.9x the width-vector rule). With whole vectors already
+    it measured 2x slower on the k2 s2 layers (SAM, Mask R-CNN, nnU-Net)."""
+    lanes = info.f32_lanes
+    return int(spec.out_channels % lanes != 0 and C.can_fuse(spec)
+               and C.fused_channels(spec) % lanes == 0)
+
+
+def _channels(spec, fused):
+    return C.fused_channels(spec) if fused else spec.out_channels
+
+
+def _balanced_chunk(lead, n, cores, want, most, step):
+    """Rows per parallel task: a multiple of ``step`` (whole register tiles), at most ``most``,
+    the largest giving ``want`` tasks that the cores share within 5%. TVM hands each thread
+    an equal run of a parallel loop's iterations: FCN's 71 rows in chunks of 17 made 5 tasks,
+    one core idle for a fifth of the run (17.6 ms against 8.7 ms in chunks of 4)."""
+    def balance(c):
+        sizes = [min(c, lead - j) for j in range(0, lead, c)] * n
+        per = -(-len(sizes) // cores)
+        return sum(sizes) / (cores * max(sum(sizes[t:t + per])
+                                         for t in range(0, len(sizes), per)))
+
+    best = None
+    for c in range(max(step, most // step * step), 0, -step):
+        if n * -(-lead // c) < want:
+            continue
+        b = balance(c)
+        if b >= 0.95:
+            return c
+        if best is None or b > best[0]:
+            best = (b, c)
+    return best[1] if best else step
+
+
 def cpu_knobs(spec, info) -> List[Knob]:
-    lanes = _lanes(spec.out_channels, info.f32_lanes)
-    co_vecs, tile_h, tile_w = _register_tile(spec, info, lanes)
+    fused = fuse_default(spec, info)
+    channels = _channels(spec, fused)
+    lanes = _lanes(channels, info.f32_lanes)
+    co_vecs, tile_h, tile_w = _register_tile(spec, info, lanes, channels)
     # parallel chunks: rows of the leading axis' phase grid, enough chunks for every core
     lead = _phase_len(spec, 0) if spec.rank > 1 else -(-_phase_len(spec, 0) // tile_w)
     n = spec.batch or 1
     want = max(2 * info.cores, 1)
-    chunk = max(1, min(lead, (n * lead) // want))
+    chunk = lead
     weights = spec.in_channels // spec.groups * spec.out_channels * math.prod(spec.kernel)
     inputs = n * spec.in_channels * math.prod(spec.in_spatial)
-    co_blocks = spec.out_channels // (lanes * co_vecs)
+    co_blocks = channels // (lanes * co_vecs)
     par_co = int(weights > 4 * inputs and co_blocks >= want)
     if par_co:
         chunk = lead
-    elif spec.layout == "channels_first":
+    elif spec.layout == "channels_first" and not fused:
         # the chunk's outputs wait in a buffer for the row-wise write: keep it within L2
         row_bytes = 4 * spec.strides[0] * math.prod(spec.out_spatial[1:]) * spec.out_channels
         chunk = max(1, min(chunk, (256 << 10) // max(row_bytes, 1)))
-    if spec.rank == 2:
-        chunk = -(-chunk // tile_h) * tile_h    # whole register tiles per parallel task
+    if not par_co:
+        chunk = _balanced_chunk(lead, n, info.cores, want, chunk,
+                                tile_h if spec.rank == 2 else 1)
     # GEMM kc blocking: one reduction block of a phase's weight panel stays in L1 while every
     # pixel tile of the task streams past it; the accumulators wait in an L1 buffer between blocks
     cin_g = spec.in_channels // spec.groups
     panel = 4 * cin_g * math.prod(p.taps for p in C.axis_plans(spec)) * lanes * co_vecs
-    k_blocks = 1
-    while panel // k_blocks > _L1_PANEL and cin_g % (2 * k_blocks) == 0 and cin_g // k_blocks >= 16:
+    k_blocks = 1   # (with par_co each task owns its panel: blocks measured 2x slower, DCGAN)
+    while not par_co and panel // k_blocks > _L1_PANEL and cin_g % (2 * k_blocks) == 0 and cin_g // k_blocks >= 16:
         k_blocks *= 2
-    lane_choices = tuple(v for v in _POW2 if v <= info.f32_lanes and spec.out_channels % v == 0)
+    lane_choices = tuple(v for v in _POW2 if v <= info.f32_lanes and channels % v == 0)
     return [
+        Knob("fused", fused, (0, 1) if C.can_fuse(spec) else (0,),
+             "phases join the output channels (1) or run one after another (0)"),
         Knob("lanes", lanes, lane_choices, "output channels per vector"),
-        Knob("co_vecs", co_vecs, tuple(v for v in (1, 2, 3, 4)
-                                        if spec.out_channels % (lanes * v) == 0),
+        Knob("co_vecs", co_vecs, tuple(v for v in (1, 2, 3, 4) if channels % (lanes * v) == 0),
              "vectors of output channels in the register tile"),
         Knob("tile_w", tile_w, tuple(range(1, 17)), "outputs of one phase along the last axis"),
         Knob("tile_h", tile_h, tuple(range(1, 9)) if spec.rank > 1 else (1,),
@@ -112,11 +153,36 @@ def cpu_knobs(spec, info) -> List[Knob]:
 def cpu_compute_args(spec, values):
     """1D: the phase width rounds up to whole tiles. A ragged last tile would put a bounds
     predicate on every tile of the parallel loop (2.5x slower on HiFi-GAN's up2)."""
-    return {"q_align": values["tile_w"]} if spec.rank == 1 else {}
+    fused = bool(values.get("fused", 0))
+    block = values["lanes"] * values["co_vecs"]
+    if _channels(spec, fused) % block:
+        raise ValueError(f"knobs lanes={values['lanes']} x co_vecs={values['co_vecs']} do not "
+                         f"divide the {_channels(spec, fused)} output channels of the "
+                         f"{'fused' if fused else 'phase'} form")
+    args = {"form": C.WeightForm(fused, block)}
+    if spec.rank == 1:
+        args["q_align"] = values["tile_w"]
+    return args
+
+
+def _per_chunk(spec, values) -> bool:
+    """channels_first writes each parallel chunk's outputs row by row after its last phase.
+    Not in the fused form: TVM cannot bound the chunk's reads of (r, co) flattened; there the
+    tile's scattered stores measured 1.8x faster than a separate pass (FCN, 27 MB out)."""
+    return (spec.layout == "channels_first" and not values.get("par_co", 0)
+            and not values.get("fused", 0))
 
 
 def _padded(spec, values) -> bool:
     return spec.rank == 1 and C.phase_extents(spec)[-1] % values["tile_w"] != 0
+
+
+def _loops_inside(sch, block, loop):
+    """The loops of ``block`` nested inside ``loop``."""
+    loops = sch.get_loops(block)
+    target = sch.get_sref(loop)
+    at = next(i for i, lp in enumerate(loops) if sch.get_sref(lp).same_as(target))
+    return loops[at + 1:]
 
 
 def schedule_pad(sch, spec, serial=False):
@@ -138,10 +204,15 @@ def schedule_cpu(sch, spec, values: Dict[str, int]):
     serial = values.get("threads", 0) == 1
     schedule_pad(sch, spec, serial)
 
+    fused = bool(values.get("fused", 0))
     conv = T.get_block(sch, C.BLOCK_CONV)
     loops = sch.get_loops(conv)
-    n, qs, rs = loops[0], list(loops[1:2 * R:2]), list(loops[2:2 * R + 1:2])
-    co, rci, taps = loops[2 * R + 1], loops[2 * R + 2], loops[2 * R + 3:]
+    if fused:   # [n, q..., (r..., co), rci, m...]
+        n, qs, rs, co = loops[0], list(loops[1:R + 1]), [], loops[R + 1]
+        rci, taps = loops[R + 2], loops[R + 3:]
+    else:       # [n, q_0, r_0, ..., co, rci, m...]
+        n, qs, rs = loops[0], list(loops[1:2 * R:2]), list(loops[2:2 * R + 1:2])
+        co, rci, taps = loops[2 * R + 1], loops[2 * R + 2], loops[2 * R + 3:]
     qs[-1], qwi = sch.split(qs[-1], [None, tile_w])
     outer, qs[0] = sch.split(qs[0], [None, chunk])
     tile_h = values.get("tile_h", 1) if R > 1 else 1
@@ -165,10 +236,12 @@ def schedule_cpu(sch, spec, values: Dict[str, int]):
 
     acc = sch.cache_write(conv, 0, "local")
     # k_blocks: the accumulators of a whole phase block live in L1 across the reduction blocks
-    sch.reverse_compute_at(acc, qs[-1] if kb == 1 else (rs[-1] if values.get("par_co", 0)
-                                                         else coo))
+    # (par_co: the loop just inside the parallel ones)
+    block_loop = ((rs or [outer])[-1] if values.get("par_co", 0) else coo)
+    anchor = qs[-1] if kb == 1 else block_loop
+    sch.reverse_compute_at(acc, anchor)
     epi = T.get_block(sch, C.BLOCK_EPILOGUE)
-    per_chunk = spec.layout == "channels_first" and not values.get("par_co", 0)
+    per_chunk = _per_chunk(spec, values)
     padded = _padded(spec, values)
     if padded and not per_chunk:
         eloops = sch.get_loops(epi)   # its own pass: it drops the tile padding
@@ -176,7 +249,7 @@ def schedule_cpu(sch, spec, values: Dict[str, int]):
             sch.parallel(sch.fuse(eloops[0], eloops[1]))
     elif not per_chunk:
         sch.reverse_compute_inline(epi)
-    tile = sch.get_loops(acc)[2 * R + 3:] if kb == 1 else []
+    tile = _loops_inside(sch, acc, anchor) if kb == 1 else []
     if lanes > 1 and tile:
         sch.vectorize(tile[-1])
     for lp in tile[:-1]:

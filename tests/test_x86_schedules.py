@@ -42,6 +42,15 @@ LAYOUTS = ["channels_last", "channels_first"]
     ((3, 4, 2), 16, 8, 2, 2, 1, None, None, {"k_blocks": 2, "tile_h": 3}),
     ((11,), 8, 16, 4, 2, 1, ((1,), (1,)), None, {"tile_w": 5, "chunk": 2}),  # 1D padded tile
     ((11,), 16, 16, 4, 2, 1, ((1,), (1,)), None, {"tile_w": 3, "k_blocks": 2, "par_co": 1}),
+    # fused form (phases join the channels): FCN-like by default (21 channels, ragged width),
+    # k2 s2 as one GEMM, 3D, 1D, depthwise, channel blocks with reduction blocks
+    ((4, 9), 5, 21, 16, 8, 1, None, None, {}),
+    ((4, 9), 5, 21, 16, 8, 1, None, None, {"tile_h": 2, "tile_w": 3}),
+    ((6, 5), 8, 16, 2, 2, 1, None, None, {"fused": 1, "par_co": 1, "k_blocks": 2}),
+    ((3, 4, 2), 16, 8, 2, 2, 1, None, None, {"fused": 1, "k_blocks": 2}),
+    ((9,), 8, 16, 16, 8, 1, None, None, {"fused": 1, "chunk": 2}),
+    ((7, 3), 16, 16, 2, 2, 16, None, None, {"fused": 1}),
+    ((5, 6), 8, 16, 4, 2, 1, ((2, 2), (2, 2)), None, {"fused": 1, "par_co": 0}),
 ], ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}k{c[3]}s{c[4]}g{c[5]}-{c[8]}")
 def test_channel_tile_paths(case, layout, rng):
     in_sp, cin, cout, k, s, g, pads, op, knobs = case
@@ -53,10 +62,9 @@ def test_channel_tile_paths(case, layout, rng):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", [
-    # (in_spatial, cin, cout, k, s, pads, output_padding): FSRCNN-, pix2pix- and FCN-like
+    # (in_spatial, cin, cout, k, s, pads, output_padding): FSRCNN- and pix2pix-like
     ((6, 16), 7, 1, 9, 2, ((4, 4), (4, 4)), (1, 1)),
     ((5, 12), 8, 3, 4, 2, ((1, 1), (1, 1)), None),
-    ((4, 9), 5, 21, 16, 8, None, None),             # ragged: the phase width 10 is not 8k
     ((40,), 6, 2, 5, 3, ((2,), (1,)), (1,)),        # 1D
 ], ids=lambda c: f"{c[0]}-{c[2]}k{c[3]}s{c[4]}")
 def test_width_vector_paths(case, layout, rng):
@@ -87,7 +95,7 @@ def test_knobs_are_serialisable_data_with_ranges(spec):
     data = json.loads(json.dumps([k.to_dict() for k in knobs]))
     assert data and all(d["value"] in d["choices"] for d in data)
     # a value from the range is accepted and used; one outside is refused by name
-    first = data[0]
+    first = next(d for d in data if len(d["choices"]) > 1)
     other = next(c for c in first["choices"] if c != first["value"])
     _, chosen = schedules.plan(spec, info, {first["name"]: other})
     assert schedules.as_values(chosen)[first["name"]] == other
