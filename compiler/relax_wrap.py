@@ -13,23 +13,23 @@ def emit_call(bb, spec, args, batch, target="x86", knobs=None, funcs=None):
     """Emit ``call_tir(convt kernel, args)`` into the open function of BlockBuilder ``bb``.
 
     ``batch`` is the caller's batch (an int or its symbolic var); ``funcs`` maps spec keys to
-    GlobalVars already added, so equal layers share one kernel. The kernel goes through its own
+    (pack, main, packed shape) already added, so equal layers share one kernel. The kernel goes through its own
     ``pack`` call: with a constant kernel, constant folding runs it once at compile time.
     """
     funcs = {} if funcs is None else funcs
-    gvs = funcs.get(spec.key())
-    if gvs is None:
+    known = funcs.get(spec.key())
+    if known is None:
         prims, _, _, cargs = schedule(spec, target, knobs)
         name = f"{KERNEL_PREFIX}{len(funcs)}_{spec.rank}d"
-        gvs = funcs[spec.key()] = tuple(
-            bb.add_func(prims[part].with_attr("global_symbol", sym), sym)
-            for part, sym in (("pack", name + "_pack"), ("main", name))) + (
-            packed_shape(spec, cargs.get("form", WeightForm())),)
+        pack_gv, main_gv = (bb.add_func(prims[part].with_attr("global_symbol", sym), sym)
+                            for part, sym in (("pack", name + "_pack"), ("main", name)))
+        known = funcs[spec.key()] = (pack_gv, main_gv,
+                                     packed_shape(spec, cargs.get("form", WeightForm())))
+    pack_gv, main_gv, packed_as = known
     x, kernel, *rest = args
-    packed = bb.emit(T.relax.call_tir(
-        gvs[0], [kernel], T.relax.TensorType(gvs[2], "float32")))
+    packed = bb.emit(T.relax.call_tir(pack_gv, [kernel], T.relax.TensorType(packed_as, "float32")))
     out = T.relax.TensorType(spec.output_shape(batch), spec.dtype)
-    return bb.emit(T.relax.call_tir(gvs[1], [x, packed, *rest], out))
+    return bb.emit(T.relax.call_tir(main_gv, [x, packed, *rest], out))
 
 
 def relax_module(spec, target="x86", knobs=None):

@@ -8,7 +8,9 @@ step of the reduction over ``ci_in_group x taps`` it loads ``co_vecs`` weight ve
 ``[n, q_h/chunk] (parallel) | r_h, r_w, co blocks | [ci blocks] | rows of the chunk, q_w tiles |
 taps, ci | tile`` — one reduction block of a phase's weight panel (``k_blocks`` of them, GEMM's
 kc) stays in L1 while every pixel tile of a chunk streams past it. The bias/activation epilogue is fused into the tile's
-write-back, in the spec's layout.
+write-back, in the spec's layout. The packed weights come in panels of one channel block
+(``compute.WeightForm``), so the panel a tile streams is one contiguous run. In the fused form
+(``fused`` knob) the phases join the channels and the same tile runs over ``(r..., co)``.
 """
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ def fuse_default(spec, info) -> int:
     """The fused form (phases join the channels, ``compute`` module) when the output channels
     alone leave vectors ragged, the phases share their inputs and the joint channels fill
     whole vectors (FCN's 21 x 64: 2.9x the width-vector rule). With whole vectors already
-    it measured 2x slower on the k2 s2 layers (SAM, Mask R-CNN, nnU-Net)."""
+    it measured on par with the phase form (SAM, Mask R-CNN), which stays the default."""
     lanes = info.f32_lanes
     return int(spec.out_channels % lanes != 0 and C.can_fuse(spec)
                and C.fused_channels(spec) % lanes == 0)
@@ -128,7 +130,8 @@ def cpu_knobs(spec, info) -> List[Knob]:
     cin_g = spec.in_channels // spec.groups
     panel = 4 * cin_g * math.prod(p.taps for p in C.axis_plans(spec)) * lanes * co_vecs
     k_blocks = 1   # (with par_co each task owns its panel: blocks measured 2x slower, DCGAN)
-    while not par_co and panel // k_blocks > _L1_PANEL and cin_g % (2 * k_blocks) == 0 and cin_g // k_blocks >= 16:
+    while (not par_co and panel // k_blocks > _L1_PANEL and cin_g % (2 * k_blocks) == 0
+           and cin_g // k_blocks >= 16):
         k_blocks *= 2
     lane_choices = tuple(v for v in _POW2 if v <= info.f32_lanes and channels % v == 0)
     return [
