@@ -76,7 +76,7 @@ def fuse_default(spec, info) -> int:
 
 
 def _channels(spec, fused):
-    return C.fused_channels(spec) if fused else spec.out_channels
+    return C.WeightForm(bool(fused)).channels(spec)
 
 
 def _balanced_chunk(lead, n, cores, want, most, step):
