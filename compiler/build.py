@@ -39,9 +39,10 @@ def schedule(spec: ConvTransposeSpec, target, knobs=None):
     rule, chosen = schedules.plan(spec, info, knobs)
     values = schedules.as_values(chosen)
     args = rule.compute_args(spec, values)
-    sch = T.Schedule(conv_transpose_prim_func(spec, **args))
+    on_host = info.family != "cuda"   # callers' arrays are passed to host kernels uncopied
+    sch = T.Schedule(conv_transpose_prim_func(spec, **args, unaligned_inputs=on_host))
     rule.apply(sch, spec, values)
-    pack = T.Schedule(pack_prim_func(spec, args.get("form", WeightForm())))
+    pack = T.Schedule(pack_prim_func(spec, args.get("form", WeightForm()), on_host))
     schedules.schedule_pack(pack, info)
     return {"main": sch.mod["main"], "pack": pack.mod["main"]}, rule.name, chosen, args
 
@@ -54,7 +55,8 @@ def build(spec: ConvTransposeSpec, target="x86", knobs=None) -> BuiltKernel:
     return BuiltKernel(spec, tgt, lib, rule, chosen, time.perf_counter() - t0, args)
 
 
-def signature(spec: ConvTransposeSpec, bound_params: bool):
+def signature(spec: ConvTransposeSpec, bound_params: bool, unaligned_inputs=False):
+    """Inputs and output; ``align`` (bytes) is what the kernel needs of an input's data."""
     def entry(name, shape):
         return {"name": name, "shape": [None if d is None else int(d)
                                         for d in shape], "dtype": spec.dtype}
@@ -63,6 +65,8 @@ def signature(spec: ConvTransposeSpec, bound_params: bool):
         inputs += [entry(p, spec.param_shape(p)) for p in spec.param_names]
     for i in inputs:
         i["layout"] = spec.layout if i["name"] == "x" else None
+        if unaligned_inputs:
+            i["align"] = T.dtype_bytes(spec.dtype)
     out = entry("y", spec.output_shape())
     out["layout"] = spec.layout
     return {"inputs": inputs, "outputs": [out]}
@@ -75,7 +79,8 @@ def kernel_meta(kernel: BuiltKernel, bound_params: bool, post_activation=None) -
         "kind": "kernel",
         "schedule": {"rule": kernel.rule, "knobs": [k.to_dict() for k in kernel.knobs]},
         "spec": spec.to_dict(), "spec_key": spec.key(),
-        "args": ["x", *spec.param_names], "signature": signature(spec, bound_params),
+        "args": ["x", *spec.param_names],
+        "signature": signature(spec, bound_params, kernel.family != "cuda"),
         "packed_shape": list(kernel.packed_shape),
         "post_activation": post_activation,
     }

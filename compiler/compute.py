@@ -340,12 +340,17 @@ def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1,
 
 
 def conv_transpose_prim_func(spec: ConvTransposeSpec, q_align: int = 1,
-                             form: WeightForm = WeightForm()):
-    """The unscheduled PrimFunc ``main(x, packed, [bias], [alpha], out)``."""
+                             form: WeightForm = WeightForm(), unaligned_inputs=False):
+    """The unscheduled PrimFunc ``main(x, packed, [bias], [alpha], out)``; with
+    ``unaligned_inputs`` the caller's arrays (all but ``packed``) need element alignment only."""
     inputs, out = conv_transpose_te(spec, q_align, form)
-    return T.create_prim_func(inputs + [out]).with_attr("global_symbol", "main")
+    callers = [t for t in inputs if t.name != "packed"] if unaligned_inputs else []
+    return T.create_prim_func(inputs + [out], unaligned=callers).with_attr("global_symbol", "main")
 
 
-def pack_prim_func(spec: ConvTransposeSpec, form: WeightForm = WeightForm()):
+def pack_prim_func(spec: ConvTransposeSpec, form: WeightForm = WeightForm(),
+                   unaligned_inputs=False):
     """The unscheduled PrimFunc ``pack(kernel, packed)``."""
-    return T.create_prim_func(list(pack_te(spec, form))).with_attr("global_symbol", "pack")
+    kernel, packed = pack_te(spec, form)
+    return T.create_prim_func([kernel, packed], unaligned=[kernel] if unaligned_inputs else []
+                              ).with_attr("global_symbol", "pack")

@@ -5,6 +5,8 @@ it: on a device only ``libtvm_runtime.so`` exists and ``import tvm.relax`` fails
 """
 from __future__ import annotations
 
+import re
+
 import tvm
 from tvm import te, tirx, relax  # noqa: F401  (re-exported for compute and relax wrappers)
 import tvm.s_tir as s_tir
@@ -37,9 +39,38 @@ tabs = tirx.abs
 all_of = tirx.all
 
 
-def create_prim_func(tensors):
-    """TE -> schedulable PrimFunc with int64 indices (kept through the build: ``_build_context``)."""
-    return te.create_prim_func(tensors, index_dtype_override="int64")
+def create_prim_func(tensors, unaligned=()):
+    """TE -> schedulable PrimFunc with int64 indices (kept through the build: ``_build_context``).
+
+    ``unaligned``: placeholders whose memory callers hand over as is (numpy aligns to 16 bytes;
+    TVM assumes 64 and may emit aligned-only vector accesses). They are declared with element
+    alignment, so the runtime can pass such arrays without a copy.
+    """
+    func = te.create_prim_func(tensors, index_dtype_override="int64")
+    return _element_aligned(func, [t.name for t in unaligned]) if unaligned else func
+
+
+def _element_aligned(func, names):
+    """``func`` with the named parameter buffers declared ``align=<element bytes>``.
+
+    TVM 0.27 offers no buffer substitution from Python (``specialize`` refuses an alignment
+    change), so the signature of the printed TVMScript is edited and parsed back."""
+    src = func.script()
+    start = re.search(r"^def \w+\(", src, re.M).start()
+    end = src.index("\n", start)
+    sig = src[start:end]
+    for name in names:
+        at = sig.index(f"{name}: T.Buffer(") + len(f"{name}: T.Buffer")
+        depth, i = 0, at
+        while True:   # to the parenthesis closing T.Buffer(...)
+            depth += {"(": 1, ")": -1}.get(sig[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        dtype = re.search(r'"(\w+)"\s*$', sig[at:i]).group(1)
+        sig = f"{sig[:i]}, align={dtype_bytes(dtype)}{sig[i:]}"
+    parsed = tvm.script.from_source(src[:start] + sig + src[end:])
+    return parsed.with_attrs(func.attrs) if func.attrs is not None else parsed
 
 
 @tvm.instrument.pass_instrument
@@ -112,6 +143,10 @@ def prim_func_script(mod) -> str:
     return mod.script()
 
 
+def dtype_bytes(dtype: str) -> int:
+    return tvm.DataType(dtype).bits // 8
+
+
 def dtype_of(expr) -> str:
     """Element type of a TIR expression (``PrimExpr.ty`` in TVM 0.27; ``dtype`` before)."""
     ty = getattr(expr, "ty", None)
@@ -163,3 +198,27 @@ def relax_shape(expr) -> list:
 
 def relax_dtype(expr) -> str:
     return str(expr.ty.dtype)
+
+
+def params_fed_only_to(mod, prefix: str) -> set:
+    """Names of ``main``'s parameters used nowhere but as arguments of ``call_tir`` into PrimFuncs
+    named ``prefix...`` (convt's kernels, which accept element-aligned data; TVM's own kernels
+    for other ops may assume 64-byte alignment)."""
+    from collections import Counter
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    uses, fed = Counter(), Counter()
+
+    @relax.expr_functor.visitor
+    class _Uses(relax.PyExprVisitor):
+        def visit_var_(self, v):
+            uses[v] += 1
+
+        def visit_call_(self, call):
+            if call.op.same_as(call_tir) and call.args[0].name_hint.startswith(prefix):
+                fed.update(a for a in call.args[1].fields if isinstance(a, relax.Var))
+            for arg in call.args:
+                self.visit_expr(arg)
+
+    main = mod["main"]
+    _Uses().visit_expr(main.body)
+    return {p.name for p in main.params if uses[p] == fed[p] > 0}

@@ -140,6 +140,7 @@ class _ConvTransposeConverter:
 def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilogues=True):
     """(Relax IRModule, signature, info) of an ONNX model; info holds the fusion report and the
     (node, spec) list of its ConvTranspose kernels."""
+    from convt import schedules
     from convt.compiler import tvm_api as T
     from convt.compiler.targets import resolve as resolve_target
 
@@ -166,6 +167,12 @@ def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilog
         "inputs": [{"name": n, "shape": s, "dtype": d, "layout": None} for n, s, d in inputs],
         "outputs": [_output_entry(o) for o in model.graph.output],
     }
+    if schedules.describe(target).family != "cuda":   # host kernels read callers' arrays as is
+        from convt.compiler.relax_wrap import KERNEL_PREFIX
+        loose = T.params_fed_only_to(mod, KERNEL_PREFIX)
+        for i in signature["inputs"]:
+            if i["name"] in loose:   # only convt kernels read it: element alignment will do
+                i["align"] = T.dtype_bytes(i["dtype"])
     return mod, signature, {"fusions": report, "kernels": converter.specs}
 
 

@@ -188,13 +188,21 @@ def _loops_inside(sch, block, loop):
     return loops[at + 1:]
 
 
+_PAD_BLOCK = 16   # positions x channels of a channels-first input transposed together
+
+
 def schedule_pad(sch, spec, serial=False):
-    """Channels-first input: walk it along its rows (contiguous reads); the transposed writes
-    of one row stay in L1."""
+    """Channels-first input: transposed in ``_PAD_BLOCK`` squares, position runs unrolled, so
+    that reads and writes both stay within a few cache lines. Channel-by-channel rows rewrote
+    each line of the padded buffer once per channel: HiFi-GAN up2 14.1 against 12.1 ms, SAM up1
+    5.8 against 5.0 ms."""
     blk = T.get_block(sch, C.BLOCK_PAD)
     loops = sch.get_loops(blk)
     if spec.layout == "channels_first":
-        sch.reorder(loops[-1], loops[-2])
+        w_o, w_i = sch.split(loops[-2], [None, _PAD_BLOCK])
+        c_o, c_i = sch.split(loops[-1], [None, _PAD_BLOCK])
+        sch.reorder(w_o, c_o, c_i, w_i)
+        sch.unroll(w_i)
         loops = sch.get_loops(blk)
     if not serial:
         sch.parallel(sch.fuse(loops[0], loops[1]))
