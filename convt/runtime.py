@@ -136,11 +136,9 @@ class _Bound:
         if direct is not None and type(value) is np.ndarray and self._on_host:
             dtype, shape, align = direct   # the common call, in a few microseconds
             if value.dtype == dtype and value.shape == shape:
-                try:
-                    return self._from_dlpack(value, require_alignment=align,
-                                             require_contiguous=True)
-                except (BufferError, RuntimeError, ValueError):   # misaligned, strided, read-only
-                    pass
+                view = self._view(value, align)
+                if view is not None:
+                    return view
         tvm = self._tvm
         name = spec["name"]
         if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
@@ -164,15 +162,20 @@ class _Bound:
         as much as a small layer's compute."""
         tvm = self._tvm
         if self._on_host:
-            if arr.flags.c_contiguous and arr.__array_interface__["data"][0] % align == 0:
-                try:
-                    return self._from_dlpack(arr, require_alignment=align)
-                except (BufferError, RuntimeError, ValueError):  # e.g. read-only arrays
-                    pass
+            view = self._view(arr, align)
+            if view is not None:
+                return view
             t = tvm.runtime.empty(arr.shape, str(arr.dtype), self._device)
             np.copyto(np.from_dlpack(t), arr)
             return t
         return tvm.runtime.tensor(np.ascontiguousarray(arr), self._device)
+
+    def _view(self, arr: np.ndarray, align: int):
+        """A tensor on ``arr``'s own memory, or None when it is misaligned, strided or read-only."""
+        try:
+            return self._from_dlpack(arr, require_alignment=align, require_contiguous=True)
+        except (BufferError, RuntimeError, ValueError):
+            return None
 
     @staticmethod
     def _check_shape(name, shape, spec):
