@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from .runtime import load  # noqa: F401  (runtime-only: no compiler import)
+from .threads import set_num_threads  # noqa: F401
 
 
 def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None,
@@ -95,10 +96,3 @@ def compile(source, input_shape=None, target="x86", knobs=None, input_shapes=Non
                               source=source_info("keras", config), name=source.name)
     raise TypeError(f"compile() takes an ONNX model, a convt.layers layer or a ConvTransposeSpec, got "
                     f"{type(source).__name__}")
-
-
-def set_num_threads(n: int):
-    """Threads of TVM's CPU thread pool for this process (0: one per core)."""
-    import tvm  # noqa: F401  (registers the runtime's global functions)
-    import tvm_ffi
-    tvm_ffi.get_global_func("runtime.config_threadpool")(1, int(n))

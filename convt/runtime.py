@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 
 from . import artifact_format as F
+from . import threads
 
 _ALIGN = 64   # bytes: what TVM's kernels assume of a buffer unless it is declared otherwise
 
@@ -123,6 +124,8 @@ class _Bound:
                         if all(isinstance(d, int) for d in i["shape"]) else None
                         for i in signature["inputs"]]
         self._on_host = device.dlpack_device_type() == 1   # kDLCPU
+        if self._on_host:
+            threads.ensure_default()
 
     @property
     def input_names(self):
