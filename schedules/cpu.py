@@ -208,12 +208,15 @@ def schedule_pad(sch, spec, serial=False):
         sch.parallel(sch.fuse(loops[0], loops[1]))
 
 
-def schedule_cpu(sch, spec, values: Dict[str, int]):
+def schedule_cpu(sch, spec, values: Dict[str, int], scatter=False):
+    """``scatter``: ``spec`` is the scatter form's GEMM (``cpu_gemm``), which schedules the
+    pad stage itself; the epilogue (the gather of the taps) is a parallel pass of its own."""
     R = spec.rank
     lanes, co_vecs, tile_w, chunk = (values["lanes"], values["co_vecs"], values["tile_w"],
                                      values["chunk"])
     serial = values.get("threads", 0) == 1
-    schedule_pad(sch, spec, serial)
+    if not scatter:
+        schedule_pad(sch, spec, serial)
 
     fused = bool(values.get("fused", 0))
     conv = T.get_block(sch, C.BLOCK_CONV)
@@ -252,9 +255,11 @@ def schedule_cpu(sch, spec, values: Dict[str, int]):
     anchor = qs[-1] if kb == 1 else block_loop
     sch.reverse_compute_at(acc, anchor)
     epi = T.get_block(sch, C.BLOCK_EPILOGUE)
-    per_chunk = _per_chunk(spec, values)
+    per_chunk = _per_chunk(spec, values) and not scatter
     padded = _padded(spec, values)
-    if padded and not per_chunk:
+    if scatter:
+        pass   # a pass of its own, scheduled by cpu_gemm
+    elif padded and not per_chunk:
         eloops = sch.get_loops(epi)   # its own pass: it drops the tile padding
         if not serial:
             sch.parallel(sch.fuse(eloops[0], eloops[1]))

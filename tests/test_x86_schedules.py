@@ -1,13 +1,14 @@
 """Every x86 schedule path against the float64 scatter oracle: the output-channel register tile
 (parallel over rows or over channel blocks, channels_first's per-chunk write), the width-vector
-rule for few output channels (with and without a ragged last tile), an AVX2-only target, and the
-knobs as serialisable data."""
+rule for few output channels (with and without a ragged last tile), the scatter form (GEMM then
+gather) for small inputs under big kernels, an AVX2-only target, and the knobs as serialisable
+data."""
 import json
 
 import numpy as np
 import pytest
 from conftest import assert_close
-from test_grid import run_spec
+from test_grid import GEOMETRY, run_spec
 
 from convt import schedules
 from convt.compiler.spec import ConvTransposeSpec
@@ -73,6 +74,38 @@ def test_width_vector_paths(case, layout, rng):
     y, ref, kernel = run_spec(spec, rng)
     assert kernel.rule == "x86.width_vector"
     assert_close(y, ref)
+
+
+@pytest.mark.parametrize("layout,kernel_layout", [("channels_last", "spatial_oi"),
+                                                  ("channels_first", "io_spatial")])
+@pytest.mark.parametrize("cin,cout,knobs", [(96, 8, {}), (96, 3, {}), (96, 16, {"par_co": 1}),
+                                            (96, 16, {"tile_w": 3, "k_blocks": 2})])
+@pytest.mark.parametrize("geom", [g for g in GEOMETRY if max(g[1]) < 16],
+                         ids=lambda g: f"k{g[1]}s{g[2]}d{g[3]}")
+def test_scatter_gemm_paths(geom, cin, cout, knobs, layout, kernel_layout, rng):
+    """Every geometry of the grid (odd, asymmetric pads, output padding, kernel < stride,
+    dilation, 3D) in the scatter form, static batch 3: both input reads (in place, transposed)
+    and both gathers (channels-last vectors, channels-first row blocks)."""
+    in_sp, k, s, d, pb, pe, op = geom
+    spec = ConvTransposeSpec(in_sp, cin, cout, k, s, d, pb, pe, op, batch=3, layout=layout,
+                             kernel_layout=kernel_layout, bias=True, activation="relu")
+    y, ref, kernel = run_spec(spec, rng, batch=3, knobs=knobs)
+    assert kernel.rule == "x86.scatter_gemm"
+    assert_close(y, ref)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("in_sp,cin,cout,k,s,batch", [
+    ((1, 1), 24, 32, 4, 1, 5),     # DCGAN's first layer: 1x1 -> 4x4, 15 of 16 taps wasted
+    ((37,), 32, 1, 16, 8, 2),      # Conv-TasNet's decoder: one output channel, k = 2s
+])
+def test_scatter_gemm_is_chosen_where_it_pays(in_sp, cin, cout, k, s, batch, layout, rng):
+    spec = _spec(in_sp, cin, cout, k, s, layout).replace(batch=batch)
+    y, ref, kernel = run_spec(spec, rng, batch=batch)
+    assert kernel.rule == "x86.scatter_gemm"
+    assert_close(y, ref)
+    assert schedules.pick(spec.replace(batch=None), schedules.describe(resolve("x86"))).name \
+        != "x86.scatter_gemm"   # a symbolic batch cannot fold into the GEMM's rows
 
 
 def test_avx2_only_target_is_vectorized_and_exact(rng):
