@@ -35,20 +35,33 @@ def _p_ratio(spec) -> float:
 
 
 def applies(spec, info) -> bool:
-    """Static batch, groups 1, few terms per output, and either the phase form's wasted
-    multiplies outweigh writing and gathering ``P`` (measured, NHWC: Keras' k3 s2 autoencoder
-    layer, 64 channels in, 1.78x waste: 3.5 -> 1.8 ms; ERFNet, 128 in: 13.6 -> 9.7 ms; a 3D k3
-    s2 decoder, 32 in, 2.37x waste: 16.6 against 17.4 ms, left in the phase form), or its
-    channels (the phases' joined ones where they join) fill one vector at most while ``P``
-    stays within twice the output: the GEMM's ``prod(k) * C_out`` channels fill whole tiles (Conv-TasNet's decoder, 512 -> 1 channel, k16 s8: 10.5 -> 2.5 ms,
-    the phase form's one-vector tile waits on its loads)."""
-    if spec.groups != 1 or spec.batch is None or C.col2im_terms(spec) > _MAX_TERMS:
+    """Static batch, groups 1, few terms per output, the GEMM's ``prod(k) * C_out`` channels
+    in whole vectors, and one of (measured against the phase or width form):
+
+    * the phase form's wasted multiplies outweigh writing and gathering ``P``: NHWC, Keras'
+      k3 s2 autoencoder layer, 64 channels in, 1.78x waste: 3.5 -> 1.8 ms; ERFNet, 128 in:
+      13.6 -> 9.7 ms; a 3D k3 s2 decoder, 32 in, 2.37x waste: 16.6 against 17.4 ms, left alone;
+    * the phase form's channels (joined with the phases where they join) fill one vector at
+      most and ``P`` stays within twice the output: Conv-TasNet's decoder, 512 -> 1 channel,
+      k16 s8: 10.5 -> 3.0 ms, the one-vector tile waits on its loads;
+    * the width rule's few output channels, channels-last, ``P`` within 4x the output:
+      pix2pix's outermost layer, 3 channels out, k4 s2: 2.9 -> 1.5 ms. Channels-first stays in
+      the width rule: 2.9 against 3.9 ms, its input transpose and row gather cost more.
+    """
+    lanes = info.f32_lanes
+    wide = C.gemm_spec(spec).out_channels if spec.batch is not None else 0
+    if (spec.groups != 1 or not wide or wide % lanes or wide < 2 * lanes
+            or C.col2im_terms(spec) > _MAX_TERMS):
         return False
     if spec.in_channels * (waste(spec) - 1) >= _MIN_SAVED:
         return True
+    if spec.in_channels < 32:
+        return False
     channels = C.fused_channels(spec) if C.can_fuse(spec) else spec.out_channels
-    return (channels <= info.f32_lanes and _p_ratio(spec) <= 2 and spec.in_channels >= 32
-            and C.gemm_spec(spec).out_channels >= 2 * info.f32_lanes)
+    if channels <= lanes and _p_ratio(spec) <= 2:
+        return True
+    return (spec.layout == "channels_last" and spec.out_channels % lanes != 0
+            and _p_ratio(spec) <= 4)
 
 
 def gemm_knobs(spec, info):
