@@ -78,7 +78,7 @@ def test_width_vector_paths(case, layout, rng):
 
 @pytest.mark.parametrize("layout,kernel_layout", [("channels_last", "spatial_oi"),
                                                   ("channels_first", "io_spatial")])
-@pytest.mark.parametrize("cin,cout,knobs", [(96, 8, {}), (96, 3, {}), (96, 16, {"par_co": 1}),
+@pytest.mark.parametrize("cin,cout,knobs", [(96, 8, {}), (96, 24, {}), (96, 16, {"par_co": 1}),
                                             (96, 16, {"tile_w": 3, "k_blocks": 2})])
 @pytest.mark.parametrize("geom", [g for g in GEOMETRY if max(g[1]) < 16],
                          ids=lambda g: f"k{g[1]}s{g[2]}d{g[3]}")
@@ -95,14 +95,20 @@ def test_scatter_gemm_paths(geom, cin, cout, knobs, layout, kernel_layout, rng):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("in_sp,cin,cout,k,s,batch", [
-    ((1, 1), 24, 32, 4, 1, 5),     # DCGAN's first layer: 1x1 -> 4x4, 15 of 16 taps wasted
-    ((37,), 32, 1, 16, 8, 2),      # Conv-TasNet's decoder: one output channel, k = 2s
+@pytest.mark.parametrize("in_sp,cin,cout,k,s,pads,batch,channels_first_rule", [
+    # DCGAN's first layer: 1x1 -> 4x4, 15 of 16 taps wasted
+    ((1, 1), 24, 32, 4, 1, None, 5, "x86.scatter_gemm"),
+    # Conv-TasNet's decoder: one output channel, k = 2s
+    ((37,), 32, 1, 16, 8, None, 2, "x86.scatter_gemm"),
+    # pix2pix's outermost layer: 3 channels out; channels-first stays in the width rule
+    ((6, 20), 32, 3, 4, 2, ((1, 1), (1, 1)), 2, "x86.width_vector"),
 ])
-def test_scatter_gemm_is_chosen_where_it_pays(in_sp, cin, cout, k, s, batch, layout, rng):
-    spec = _spec(in_sp, cin, cout, k, s, layout).replace(batch=batch)
+def test_scatter_gemm_is_chosen_where_it_pays(in_sp, cin, cout, k, s, pads, batch,
+                                              channels_first_rule, layout, rng):
+    spec = _spec(in_sp, cin, cout, k, s, layout, pads=pads).replace(batch=batch)
     y, ref, kernel = run_spec(spec, rng, batch=batch)
-    assert kernel.rule == "x86.scatter_gemm"
+    assert kernel.rule == ("x86.scatter_gemm" if layout == "channels_last"
+                           else channels_first_rule)
     assert_close(y, ref)
     assert schedules.pick(spec.replace(batch=None), schedules.describe(resolve("x86"))).name \
         != "x86.scatter_gemm"   # a symbolic batch cannot fold into the GEMM's rows
