@@ -369,13 +369,15 @@ def _epilogue_params(spec):
 
 
 def gemm_spec(spec: ConvTransposeSpec) -> ConvTransposeSpec:
-    """The scatter form's GEMM as a spec of its own: every input pixel of the batch (one 1D axis,
-    ``N * prod(in)`` long) times the ``prod(k) * C_out`` channels ``(t..., co)`` of the kernel,
-    a 1x1 layer the phase-form stages compute unchanged. Needs a static batch and groups 1."""
+    """The scatter form's GEMM as a spec of its own: the input pixels (one 1D axis; a static
+    batch folds in, ``N * prod(in)`` long, so that a batch of 1x1 inputs still makes a tall
+    matrix) times the ``prod(k) * C_out`` channels ``(t..., co)`` of the kernel: a 1x1 layer
+    the phase-form stages compute unchanged. Groups 1 only."""
+    folded = spec.batch is not None
     return ConvTransposeSpec(
-        (spec.batch * math.prod(spec.in_spatial),), spec.in_channels,
+        ((spec.batch if folded else 1) * math.prod(spec.in_spatial),), spec.in_channels,
         math.prod(spec.kernel) * spec.out_channels, (1,), (1,), (1,), (0,), (0,), (0,),
-        batch=1, dtype=spec.dtype)
+        batch=1 if folded else None, dtype=spec.dtype)
 
 
 def _axis_terms(p: AxisPlan, o):
@@ -407,22 +409,27 @@ def col2im_terms(spec: ConvTransposeSpec) -> int:
 
 def _gemm_te(spec, q_align, form):
     """Scatter form: ``P[l, (t..., co)] = sum_ci x[l, ci] * W[t..., co, ci]`` over the input
-    pixels ``l = (n, j...)``, then each output sums the ``P`` entries of the (j, t) pairs that
+    pixels ``l = (n, j...)`` (``(j...)`` per image when the batch is symbolic), then each output sums the ``P`` entries of the (j, t) pairs that
     reach it. No multiply of an inserted or padded zero: the form for small inputs under big
     kernels (DCGAN's 1x1 -> 4x4 first layer: 16x fewer multiplies than the phase form)."""
     g = gemm_spec(spec)
     R = spec.rank
     cl = spec.layout == "channels_last"
-    x = T.placeholder(spec.input_shape(), spec.dtype, name="x")
+    folded = spec.batch is not None
+    n = spec.batch if folded else T.var("n")
+    x = T.placeholder(spec.input_shape(n), spec.dtype, name="x")
     gplans = axis_plans(g, q_align)
-    pixels = [spec.batch, *spec.in_spatial]
+    pixels = [spec.batch, *spec.in_spatial] if folded else list(spec.in_spatial)
 
-    def source(_, js, ci):
-        b, *sp = unflatten(js[0], pixels)
+    def source(b, js, ci):
+        sp = unflatten(js[0], pixels)
+        if folded:
+            b, *sp = sp
         return (b, *sp, ci) if cl else (b, ci, *sp)
 
-    xp = _pad_stage(g, gplans, x, 1, source)
-    wp, y = _conv_stage(g, gplans, xp, WeightForm(co_block=form.block(spec)), 1, q_align)
+    gn = 1 if folded else n
+    xp = _pad_stage(g, gplans, x, gn, source)
+    wp, y = _conv_stage(g, gplans, xp, WeightForm(co_block=form.block(spec)), gn, q_align)
     params, finish = _epilogue_params(spec)
     plans = axis_plans(spec)
 
@@ -430,15 +437,15 @@ def _gemm_te(spec, q_align, form):
         b, os, co = (idx[0], idx[1:R + 1], idx[R + 1]) if cl else (idx[0], idx[2:], idx[1])
         v = T.const(0, ACC_DTYPE)
         for combo in itertools.product(*[_axis_terms(p, o) for p, o in zip(plans, os)]):
-            l, c = b, T.const(0, "int32")
+            l, c = (b if folded else T.const(0, "int32")), T.const(0, "int32")
             for (j, t, _), p in zip(combo, plans):
                 l, c = l * p.in_len + j, c * p.k + t
-            term = y[(0, l, 0, c * spec.out_channels + co)]
+            term = y[(0 if folded else b, l, 0, c * spec.out_channels + co)]
             v = v + T.if_then_else(T.all_of(*[ok for _, _, ok in combo]), term,
                                    T.const(0, ACC_DTYPE))
         return finish(v, co)
 
-    out = T.compute(spec.output_shape(), epi_fn, name=BLOCK_EPILOGUE)
+    out = T.compute(spec.output_shape(n), epi_fn, name=BLOCK_EPILOGUE)
     return [x, wp] + params, out
 
 

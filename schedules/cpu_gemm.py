@@ -19,6 +19,8 @@ from .cpu import cpu_compute_args, cpu_knobs, schedule_cpu, schedule_pad
 
 _MAX_TERMS = 16   # P entries one output sums (each a load and a select in the epilogue)
 _TRANSPOSE_MIN_VECS = 8   # GEMM channel vectors that pay for a channels-first input's transpose
+_MIN_ROWS = 16   # GEMM rows of one image when the batch is symbolic (cannot fold into them)
+_MAX_P_BYTES = 256 << 20   # P is a workspace of every call: no gigabytes for a big batch
 _MIN_SAVED = 48   # in_channels x (waste - 1): wasted multiplies per output that pay for P
 
 
@@ -35,8 +37,10 @@ def _p_ratio(spec) -> float:
 
 
 def applies(spec, info) -> bool:
-    """Static batch, groups 1, few terms per output, the GEMM's ``prod(k) * C_out`` channels
-    in whole vectors, and one of (measured against the phase or width form):
+    """Groups 1, a tile's worth of GEMM rows when the batch is symbolic, few terms per output,
+    the GEMM's ``prod(k) * C_out`` channels
+    in whole vectors, ``P`` within ``_MAX_P_BYTES``, and one of (measured against the phase
+    or width form):
 
     * the phase form's wasted multiplies outweigh writing and gathering ``P``: NHWC, Keras'
       k3 s2 autoencoder layer, 64 channels in, 1.78x waste: 3.5 -> 1.8 ms; ERFNet, 128 in:
@@ -49,9 +53,11 @@ def applies(spec, info) -> bool:
       the width rule: 2.9 against 3.9 ms, its input transpose and row gather cost more.
     """
     lanes = info.f32_lanes
-    wide = C.gemm_spec(spec).out_channels if spec.batch is not None else 0
-    if (spec.groups != 1 or not wide or wide % lanes or wide < 2 * lanes
-            or C.col2im_terms(spec) > _MAX_TERMS):
+    wide = math.prod(spec.kernel) * spec.out_channels
+    rows = (spec.batch or 1) * math.prod(spec.in_spatial)
+    per_image = spec.batch is None and rows < _MIN_ROWS
+    if (spec.groups != 1 or wide % lanes or wide < 2 * lanes or per_image
+            or C.col2im_terms(spec) > _MAX_TERMS or 4 * wide * rows > _MAX_P_BYTES):
         return False
     if spec.in_channels * (waste(spec) - 1) >= _MIN_SAVED:
         return True

@@ -94,24 +94,30 @@ def test_scatter_gemm_paths(geom, cin, cout, knobs, layout, kernel_layout, rng):
     assert_close(y, ref)
 
 
+GEMM, TILE, WIDTH = "x86.scatter_gemm", "x86.register_tile", "x86.width_vector"
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("in_sp,cin,cout,k,s,pads,batch,channels_first_rule", [
-    # DCGAN's first layer: 1x1 -> 4x4, 15 of 16 taps wasted
-    ((1, 1), 24, 32, 4, 1, None, 5, "x86.scatter_gemm"),
+@pytest.mark.parametrize("in_sp,cin,cout,k,s,pads,batch,rules", [
+    # DCGAN's first layer: 1x1 -> 4x4, 15 of 16 taps wasted; with a symbolic batch one GEMM
+    # row per image, which the phase form keeps
+    ((1, 1), 24, 32, 4, 1, None, 5, {"channels_last": (GEMM, TILE),
+                                       "channels_first": (GEMM, TILE)}),
     # Conv-TasNet's decoder: one output channel, k = 2s
-    ((37,), 32, 1, 16, 8, None, 2, "x86.scatter_gemm"),
+    ((37,), 32, 1, 16, 8, None, 2, {"channels_last": (GEMM, GEMM),
+                                     "channels_first": (GEMM, GEMM)}),
     # pix2pix's outermost layer: 3 channels out; channels-first stays in the width rule
-    ((6, 20), 32, 3, 4, 2, ((1, 1), (1, 1)), 2, "x86.width_vector"),
-])
-def test_scatter_gemm_is_chosen_where_it_pays(in_sp, cin, cout, k, s, pads, batch,
-                                              channels_first_rule, layout, rng):
-    spec = _spec(in_sp, cin, cout, k, s, layout, pads=pads).replace(batch=batch)
-    y, ref, kernel = run_spec(spec, rng, batch=batch)
-    assert kernel.rule == ("x86.scatter_gemm" if layout == "channels_last"
-                           else channels_first_rule)
-    assert_close(y, ref)
-    assert schedules.pick(spec.replace(batch=None), schedules.describe(resolve("x86"))).name \
-        != "x86.scatter_gemm"   # a symbolic batch cannot fold into the GEMM's rows
+    ((6, 20), 32, 3, 4, 2, ((1, 1), (1, 1)), 2, {"channels_last": (GEMM, GEMM),
+                                                  "channels_first": (WIDTH, WIDTH)}),
+], ids=["dcgan_first", "tasnet_decoder", "pix2pix_outermost"])
+def test_scatter_gemm_is_chosen_where_it_pays(in_sp, cin, cout, k, s, pads, batch, rules,
+                                              layout, rng):
+    """(static batch, symbolic batch) rules, and the values of both."""
+    spec = _spec(in_sp, cin, cout, k, s, layout, pads=pads)
+    for fixed, rule in zip((batch, None), rules[layout]):
+        y, ref, kernel = run_spec(spec.replace(batch=fixed), rng, batch=batch)
+        assert kernel.rule == rule
+        assert_close(y, ref)
 
 
 def test_avx2_only_target_is_vectorized_and_exact(rng):
