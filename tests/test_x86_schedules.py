@@ -52,6 +52,12 @@ LAYOUTS = ["channels_last", "channels_first"]
     ((9,), 8, 16, 16, 8, 1, None, None, {"fused": 1, "chunk": 2}),
     ((7, 3), 16, 16, 2, 2, 16, None, None, {"fused": 1}),
     ((5, 6), 8, 16, 4, 2, 1, ((2, 2), (2, 2)), None, {"fused": 1, "par_co": 0}),
+    # each parallel task pads the input rows it reads (2D with a ragged tile, 1D, 3D, fused)
+    ((5, 7), 8, 16, 4, 2, 1, ((1, 1), (1, 1)), None,
+     {"pad_at": 1, "par_co": 0, "tile_h": 2, "tile_w": 3, "chunk": 2}),
+    ((11,), 16, 16, 4, 2, 1, ((1,), (1,)), None, {"pad_at": 1, "par_co": 0, "chunk": 2}),
+    ((3, 4, 2), 16, 8, 2, 2, 1, None, None, {"pad_at": 1, "par_co": 0, "k_blocks": 2}),
+    ((6, 5), 8, 16, 2, 2, 1, None, None, {"pad_at": 1, "par_co": 0, "fused": 1}),
 ], ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}k{c[3]}s{c[4]}g{c[5]}-{c[8]}")
 def test_channel_tile_paths(case, layout, rng):
     in_sp, cin, cout, k, s, g, pads, op, knobs = case
