@@ -92,6 +92,12 @@ def get_block(sch, name):
     return sch.get_sblock(name)
 
 
+def const_extent(sch, loop):
+    """A loop's extent as an int, or None when it is symbolic."""
+    ext = sch.get(loop).extent
+    return int(ext.value) if isinstance(ext, tirx.IntImm) else None
+
+
 def host_cpu() -> str:
     return codegen.llvm_get_system_cpu()
 

@@ -124,7 +124,9 @@ def cpu_knobs(spec, info) -> List[Knob]:
         chunk = lead
     elif spec.layout == "channels_first" and not fused:
         # the chunk's outputs wait in a buffer for the row-wise write: keep it within L2
-        row_bytes = 4 * spec.strides[0] * math.prod(spec.out_spatial[1:]) * spec.out_channels
+        # (1D: a chunk counts width tiles; HiFi-GAN up2 11.7 -> 10.6 ms in 256 KB, not 1 MB)
+        row_bytes = (4 * spec.strides[0] * math.prod(spec.out_spatial[1:]) * spec.out_channels
+                     * (tile_w if spec.rank == 1 else 1))
         chunk = max(1, min(chunk, (256 << 10) // max(row_bytes, 1)))
     if not par_co:
         chunk = _balanced_chunk(lead, n, info.cores, want, chunk,
@@ -296,7 +298,7 @@ def schedule_cpu(sch, spec, values: Dict[str, int], scatter=False):
         sch.reverse_compute_at(epi, par)
         eloops = sch.get_loops(epi)   # par, channels, leading axes..., width
         sch.reorder(*eloops[2:-1], eloops[1])   # one output row at a time: its source is in L1
-        width = spec.out_spatial[-1] if R > 1 else None
+        width = spec.out_spatial[-1] if R > 1 else T.const_extent(sch, eloops[-1])
         if width and width % lanes == 0:
             sch.vectorize(sch.split(eloops[-1], [None, lanes])[1])
     if not serial:
