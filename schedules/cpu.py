@@ -223,6 +223,24 @@ def _transpose_blocks(sch, spec, blk, inside=None):
     sch.unroll(w_i)
 
 
+def _transpose_rows(sch, epi, co, w, lanes):
+    """The channels-first write of a chunk in ``lanes x lanes`` squares: ``lanes`` vector loads
+    along the channels into registers, ``lanes`` vector stores along the row, the transpose
+    between them in registers (shuffles) instead of a gather per output element: depthwise
+    128 x 56^2 k3 s2 1.24 -> 0.67 ms, HiFi-GAN up2 10.2 -> 9.2, U-Net 128->64 10.4 -> 9.6."""
+    co_o, co_i = sch.split(co, [None, lanes])
+    w_o, w_i = sch.split(w, [None, lanes])
+    sch.reorder(co_o, w_o, co_i, w_i)
+    src = sch.cache_read(epi, 0, "local")
+    sch.compute_at(src, w_o)
+    square = _loops_inside(sch, src, w_o)
+    for lp in square[:-1]:
+        sch.unroll(lp)
+    sch.vectorize(square[-1])
+    sch.unroll(co_i)
+    sch.vectorize(w_i)
+
+
 def schedule_cpu(sch, spec, values: Dict[str, int], scatter=False):
     """``scatter``: ``spec`` is the scatter form's GEMM (``cpu_gemm``), which schedules the
     pad stage itself; the epilogue (the gather of the taps) is a parallel pass of its own."""
@@ -299,8 +317,8 @@ def schedule_cpu(sch, spec, values: Dict[str, int], scatter=False):
         eloops = sch.get_loops(epi)   # par, channels, leading axes..., width
         sch.reorder(*eloops[2:-1], eloops[1])   # one output row at a time: its source is in L1
         width = spec.out_spatial[-1] if R > 1 else T.const_extent(sch, eloops[-1])
-        if width and width % lanes == 0:
-            sch.vectorize(sch.split(eloops[-1], [None, lanes])[1])
+        if width and width % lanes == 0 and lanes > 1:
+            _transpose_rows(sch, epi, eloops[1], eloops[-1], lanes)
     if not serial:
         sch.parallel(par)
     for lp in (*inner, qwi, cob):

@@ -52,6 +52,10 @@ LAYOUTS = ["channels_last", "channels_first"]
     ((9,), 8, 16, 16, 8, 1, None, None, {"fused": 1, "chunk": 2}),
     ((7, 3), 16, 16, 2, 2, 16, None, None, {"fused": 1}),
     ((5, 6), 8, 16, 4, 2, 1, ((2, 2), (2, 2)), None, {"fused": 1, "par_co": 0}),
+    # channels-first rows written in lanes x lanes squares (2D, 1D, depthwise)
+    ((5, 4), 8, 16, 4, 2, 1, ((1, 1), (1, 1)), None, {"par_co": 0}),
+    ((16,), 16, 16, 4, 2, 1, ((1,), (1,)), None, {"par_co": 0, "tile_w": 4, "chunk": 2}),
+    ((5, 4), 16, 16, 3, 2, 16, ((1, 1), (0, 0)), (1, 1), {"par_co": 0}),
     # each parallel task pads the input rows it reads (2D with a ragged tile, 1D, 3D, fused)
     ((5, 7), 8, 16, 4, 2, 1, ((1, 1), (1, 1)), None,
      {"pad_at": 1, "par_co": 0, "tile_h": 2, "tile_w": 3, "chunk": 2}),
