@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from convt import threads
 
 
@@ -20,6 +22,14 @@ spec = ConvTransposeSpec((4, 4), 4, 8, (2, 2), (2, 2), (1, 1), (0, 0), (0, 0), (
 m = convt.compile(spec)
 m(np.ones(spec.input_shape(), np.float32), np.ones(spec.kernel_shape, np.float32))
 print(os.environ.get("TVM_NUM_THREADS"))
+"""
+
+_PINNED = _CALL + """
+masks = set()
+for t in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{t}/status") as f:
+        masks |= {line for line in f if line.startswith("Cpus_allowed_list")}
+print(os.environ.get("TVM_BIND_THREADS"), len(masks))
 """
 
 
@@ -47,3 +57,10 @@ def test_physical_cores_follow_affinity_and_siblings(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr("builtins.open", fake_open)
     assert threads.physical_cores() == 1
+
+
+def test_workers_are_not_pinned_unless_asked():
+    if threads.physical_cores() < 2 or not os.path.exists("/proc/self/task"):
+        pytest.skip("needs 2 cores and /proc")
+    assert _run(_PINNED).splitlines()[-1] == "0 1"           # every thread on every core
+    assert _run(_PINNED, TVM_BIND_THREADS="1").splitlines()[-1].startswith("1 ")
