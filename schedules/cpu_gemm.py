@@ -21,6 +21,7 @@ _MAX_TERMS = 16   # P entries one output sums (each a load and a select in the e
 _TRANSPOSE_MIN_VECS = 8   # GEMM channel vectors that pay for a channels-first input's transpose
 _MIN_ROWS = 16   # GEMM rows of one image when the batch is symbolic (cannot fold into them)
 _MAX_P_BYTES = 256 << 20   # P is a workspace of every call: no gigabytes for a big batch
+_CACHED_P_BYTES = 2 << 20
 _MIN_SAVED = 48   # in_channels x (waste - 1): wasted multiplies per output that pay for P
 
 
@@ -48,6 +49,11 @@ def applies(spec, info) -> bool:
     * the phase form's channels (joined with the phases where they join) fill one vector at
       most and ``P`` stays within twice the output: Conv-TasNet's decoder, 512 -> 1 channel,
       k16 s8: 10.5 -> 3.0 ms, the one-vector tile waits on its loads;
+    * a long reduction, overlapping taps and a ``P`` that stays in cache: the one big GEMM
+      tiles better than four small phases of a few pixels (DCGAN's 4x4 -> 8x8, 512 in, batch
+      8: 4.56 -> 4.08 ms NCHW; SimpleBaselines' 8x6, 2048 in: 6.55 -> 6.21; with a 4 MB ``P``,
+      HiFi-GAN up0 7.8 against 8.5, left alone; k = s has nothing to gain, Mask R-CNN 0.76
+      against 0.93);
     * the width rule's few output channels, channels-last, ``P`` within 4x the output:
       pix2pix's outermost layer, 3 channels out, k4 s2: 2.9 -> 1.5 ms. Channels-first stays in
       the width rule: 2.9 against 3.9 ms, its input transpose and row gather cost more.
@@ -63,6 +69,9 @@ def applies(spec, info) -> bool:
         return True
     if spec.in_channels < 32:
         return False
+    if (spec.in_channels >= 256 and C.col2im_terms(spec) > 1
+            and 4 * wide * rows <= _CACHED_P_BYTES):
+        return True
     channels = C.fused_channels(spec) if C.can_fuse(spec) else spec.out_channels
     if channels <= lanes and _p_ratio(spec) <= 2:
         return True
