@@ -150,7 +150,8 @@ def cpu_knobs(spec, info) -> List[Knob]:
         Knob("tile_h", tile_h, tuple(range(1, 9)) if spec.rank > 1 else (1,),
              "rows of one phase (second-last axis) in the register tile"),
         Knob("chunk", chunk, tuple(range(1, max(lead, 64) + 1)),
-             "leading-axis rows (1D: width tiles) of one parallel task"),
+             "leading-axis rows (1D: width tiles) of one parallel task; 2D: rounded up to "
+             "whole tile_h rows"),
         Knob("par_co", par_co, (0, 1), "parallel over output-channel blocks (1) or over "
              "batch x rows (0): 1 when the weights dwarf the input, so each is read once"),
         Knob("k_blocks", k_blocks, tuple(v for v in _POW2 if cin_g % v == 0), "reduction blocks outside the pixel loops (GEMM kc)"),
@@ -262,8 +263,10 @@ def schedule_cpu(sch, spec, values: Dict[str, int], scatter=False):
         n, qs, rs = loops[0], list(loops[1:2 * R:2]), list(loops[2:2 * R + 1:2])
         co, rci, taps = loops[2 * R + 1], loops[2 * R + 2], loops[2 * R + 3:]
     qs[-1], qwi = sch.split(qs[-1], [None, tile_w])
-    outer, qs[0] = sch.split(qs[0], [None, chunk])
     tile_h = values.get("tile_h", 1) if R > 1 else 1
+    if R == 2:   # a task's rows are whole tiles: a ragged one would write the next task's rows
+        chunk = -(-chunk // tile_h) * tile_h
+    outer, qs[0] = sch.split(qs[0], [None, chunk])
     qhi = None
     if tile_h > 1:
         qs[-2], qhi = sch.split(qs[-2], [None, tile_h])

@@ -156,3 +156,45 @@ def test_knobs_are_serialisable_data_with_ranges(spec):
     assert schedules.as_values(chosen)[first["name"]] == other
     with pytest.raises(ValueError, match=first["name"]):
         schedules.plan(spec, info, {first["name"]: max(first["choices"]) + 1000})
+
+
+@pytest.mark.parametrize("knobs", [{"tile_h": 2, "chunk": 3, "par_co": 0},
+                                   {"tile_h": 3, "chunk": 4, "par_co": 0},
+                                   {"tile_h": 4, "par_co": 1}])
+def test_chunk_rounds_to_whole_tiles(knobs, rng):
+    """A 2D task's rows are whole register tiles: a chunk of 3 rows with 2-row tiles wrote the
+    fourth row inside the next task's rows (wrong values) before chunks were rounded up."""
+    spec = _spec((64, 24), 16, 32, 2, 2, "channels_last", bias=False).replace(
+        batch=1, activation="linear")
+    y, ref, _ = run_spec(spec, rng, batch=1, knobs=knobs)
+    assert_close(y, ref)
+
+
+_FUZZ_SPECS = [
+    _spec((7, 9), 16, 16, 4, 2, "channels_first", pads=((1, 1), (1, 1))),
+    _spec((7, 9), 16, 16, 4, 2, "channels_last", pads=((1, 1), (1, 1))).replace(batch=2),
+    _spec((5, 6), 8, 3, 4, 2, "channels_first", pads=((1, 1), (1, 1))),
+    _spec((19,), 16, 16, 4, 2, "channels_first", pads=((1,), (1,))),
+    _spec((3, 4, 5), 8, 16, 2, 2, "channels_first"),
+    _spec((3, 3), 64, 16, 3, 2, "channels_first", pads=((1, 1), (1, 1)), op=(1, 1)).replace(
+        batch=2),
+    _spec((6, 5), 16, 16, 4, 2, "channels_first", groups=16, pads=((1, 1), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_any_knob_values_in_range_compute_exact_values(seed, rng):
+    """What a tuner may pick (a random subset of knobs, random values from their ranges) on
+    every rule either builds exact code or is refused with a ValueError before compiling."""
+    import random
+    pick = random.Random(seed)
+    spec = pick.choice(_FUZZ_SPECS)
+    _, knobs = schedules.plan(spec, schedules.describe(resolve("x86")))
+    values = {k.name: pick.choice([c for c in k.choices if k.name != "chunk" or c <= 20])
+              for k in knobs if k.name != "threads" and pick.random() < 0.6}
+    try:
+        y, ref, _ = run_spec(spec, rng, batch=spec.batch or 2, knobs=values)
+    except ValueError as e:
+        assert "knob" in str(e)
+        return
+    assert_close(y, ref)
