@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -11,8 +12,9 @@ from convt import threads
 def _run(code, **env):
     clean = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
     clean.update(env)
+    # from outside the checkout: its convt/ would shadow the installed package
     return subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True,
-                          text=True, check=True).stdout.strip()
+                          text=True, check=True, cwd=tempfile.gettempdir()).stdout.strip()
 
 
 _CALL = """
