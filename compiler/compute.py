@@ -409,8 +409,8 @@ def col2im_terms(spec: ConvTransposeSpec) -> int:
 
 def _gemm_te(spec, q_align, form):
     """Scatter form: ``P[l, (t..., co)] = sum_ci x[l, ci] * W[t..., co, ci]`` over the input
-    pixels ``l = (n, j...)`` (``(j...)`` per image when the batch is symbolic), then each output sums the ``P`` entries of the (j, t) pairs that
-    reach it. No multiply of an inserted or padded zero: the form for small inputs under big
+    pixels ``l = (n, j...)`` (``(j...)`` per image when the batch is symbolic), then each
+    output sums the ``P`` entries of the (j, t) pairs that reach it. No multiply of an inserted or padded zero: the form for small inputs under big
     kernels (DCGAN's 1x1 -> 4x4 first layer: 16x fewer multiplies than the phase form)."""
     g = gemm_spec(spec)
     R = spec.rank

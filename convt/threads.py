@@ -12,6 +12,7 @@ the same process make common. Measured beside onnxruntime, OpenVINO and PyTorch 
 """
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 
@@ -49,9 +50,13 @@ def set_num_threads(n: int):
     parallel kernel; ``runtime.config_threadpool`` can only use fewer of its workers. So the
     variable is set for pools made later and the calling thread's pool is (re)configured."""
     global _configured
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"set_num_threads: n must be an int >= 0 (0: one thread per physical "
+                         f"core), got {n!r}")
+    n = int(n)
     import tvm  # noqa: F401  (registers the runtime's global functions)
     import tvm_ffi
-    n = int(n) or physical_cores()
+    n = n or physical_cores()
     with _lock:
         os.environ["TVM_NUM_THREADS"] = str(n)
         os.environ.setdefault("TVM_BIND_THREADS", "0")   # module docstring

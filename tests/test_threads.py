@@ -66,3 +66,9 @@ def test_workers_are_not_pinned_unless_asked():
         pytest.skip("needs 2 cores and /proc")
     assert _run(_PINNED).splitlines()[-1] == "0 1"           # every thread on every core
     assert _run(_PINNED, TVM_BIND_THREADS="1").splitlines()[-1].startswith("1 ")
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
+def test_bad_thread_count_is_refused(bad):
+    with pytest.raises(ValueError, match="set_num_threads: n must be an int >= 0"):
+        threads.set_num_threads(bad)
