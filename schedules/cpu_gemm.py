@@ -21,7 +21,7 @@ _MAX_TERMS = 16   # P entries one output sums (each a load and a select in the e
 _TRANSPOSE_MIN_VECS = 8   # GEMM channel vectors that pay for a channels-first input's transpose
 _MIN_ROWS = 16   # GEMM rows of one image when the batch is symbolic (cannot fold into them)
 _MAX_P_BYTES = 256 << 20   # P is a workspace of every call: no gigabytes for a big batch
-_CACHED_P_BYTES = 2 << 20
+_CACHED_P_BYTES = 2 << 20   # a P that stays in cache (the long-reduction case of ``applies``)
 _MIN_SAVED = 48   # in_channels x (waste - 1): wasted multiplies per output that pay for P
 
 
