@@ -8,7 +8,6 @@ from convt import schedules
 
 from . import tvm_api as T
 from .artifact import ToolchainError  # noqa: F401  (raised by exports; re-exported)
-from .compute import WeightForm, conv_transpose_prim_func, pack_prim_func, packed_shape
 from .spec import ConvTransposeSpec
 from .targets import resolve
 
@@ -19,40 +18,30 @@ class BuiltKernel:
     target: object          # tvm Target
     lib: object             # tvm runtime Module
     rule: str
-    knobs: list
+    knobs: list             # [schedules.Knob] of the point the rule built
     compile_seconds: float
-    compute_args: dict = dataclasses.field(default_factory=dict)   # of the compute definition
-
-    @property
-    def packed_shape(self):
-        return packed_shape(self.spec, self.compute_args.get("form", WeightForm()))
+    packed_shape: tuple     # of the ``pack`` function's output, which ``main`` reads
 
     @property
     def family(self):
         return schedules.describe(self.target).family
 
 
-def schedule(spec: ConvTransposeSpec, target, knobs=None):
-    """({"main": conv PrimFunc, "pack": weight-packing PrimFunc}, rule name, chosen knobs,
-    compute args) of ``spec`` for ``target``, both scheduled."""
+def schedule(spec: ConvTransposeSpec, target, knobs=None) -> "schedules.Scheduled":
+    """The scheduled ``main`` (conv) and ``pack`` (weight packing) PrimFuncs of ``spec`` for
+    ``target``, with the rule and knob values that made them (``knobs`` may force a rule)."""
     info = schedules.describe(resolve(target))
-    rule, chosen = schedules.plan(spec, info, knobs)
-    values = schedules.as_values(chosen)
-    args = rule.compute_args(spec, values)
     on_host = info.family != "cuda"   # callers' arrays are passed to host kernels uncopied
-    sch = T.Schedule(conv_transpose_prim_func(spec, **args, unaligned_inputs=on_host))
-    rule.apply(sch, spec, values)
-    pack = T.Schedule(pack_prim_func(spec, args.get("form", WeightForm()), on_host))
-    schedules.schedule_pack(pack, info)
-    return {"main": sch.mod["main"], "pack": pack.mod["main"]}, rule.name, chosen, args
+    return schedules.apply(spec, info, knobs, unaligned_inputs=on_host)
 
 
 def build(spec: ConvTransposeSpec, target="x86", knobs=None) -> BuiltKernel:
     tgt = resolve(target)
     t0 = time.perf_counter()
-    funcs, rule, chosen, args = schedule(spec, tgt, knobs)
-    lib = T.build_tir(T.ir_module(funcs), tgt)
-    return BuiltKernel(spec, tgt, lib, rule, chosen, time.perf_counter() - t0, args)
+    done = schedule(spec, tgt, knobs)
+    lib = T.build_tir(T.ir_module(done.funcs), tgt)
+    return BuiltKernel(spec, tgt, lib, done.rule, done.knobs, time.perf_counter() - t0,
+                       tuple(done.definition.packed_shape))
 
 
 def signature(spec: ConvTransposeSpec, bound_params: bool, unaligned_inputs=False):

@@ -7,7 +7,8 @@ So each output is a dense sum over ``m < ceil(k/S')`` sub-kernel taps: no multip
 zero. Phases with fewer taps read zero-padded sub-kernel entries (at most ``S'-1`` of them a
 phase: 0 when ``k`` divides by the stride).
 
-Stages (block names are the contract with ``convt.schedules``):
+Stages (block names, and each block's loop roles in ``Definition.roles``, are the contract with
+``convt.schedules``: a schedule asks for a loop by role, never by position):
 
 * ``pad``  ``Xp[n, j+pad_lo..., ci]``  input, zero-padded, channels innermost (both layouts)
 * ``pack`` ``Wp[rho..., m..., ci_in_group, co]``  sub-kernels from the user's kernel layout, in
@@ -37,6 +38,10 @@ from .spec import ConvTransposeSpec
 
 BLOCK_PAD, BLOCK_PACK, BLOCK_CONV, BLOCK_EPILOGUE = "pad", "pack", "conv", "epilogue"
 ACC_DTYPE = "float32"
+
+
+def _each(prefix, rank):
+    return tuple(f"{prefix}{a}" for a in range(rank))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,15 +153,16 @@ class AxisPlan:
         return t, valid
 
 
-def phase_extents(spec: ConvTransposeSpec, q_align: int = 1) -> Tuple[int, ...]:
-    """Q per axis: whole phases covering the output; the last axis' Q rounds up to a multiple of
-    ``q_align`` (a schedule's vector tile)."""
-    qs = [-(-o // s) for o, s in zip(spec.out_spatial, spec.strides)]
-    qs[-1] = -(-qs[-1] // q_align) * q_align
-    return tuple(qs)
+def phase_extents(spec: ConvTransposeSpec, q_align=None) -> Tuple[int, ...]:
+    """Q per axis: whole phases covering the output, each rounded up to a multiple of
+    ``q_align[axis]`` (a schedule's tiles and chunks: every split of the conv stage is exact, so
+    no loop needs a bounds predicate that a later ``compute_at`` could drop)."""
+    q_align = q_align or (1,) * spec.rank
+    return tuple(-(-(-(-o // s)) // a) * a
+                 for o, s, a in zip(spec.out_spatial, spec.strides, q_align))
 
 
-def axis_plans(spec: ConvTransposeSpec, q_align: int = 1) -> Tuple[AxisPlan, ...]:
+def axis_plans(spec: ConvTransposeSpec, q_align=None) -> Tuple[AxisPlan, ...]:
     """Per-axis plans over the conv stage's (phase-rounded) output extent."""
     return tuple(AxisPlan(i, q * s, k, s, d, pb) for i, q, k, s, d, pb in zip(
         spec.in_spatial, phase_extents(spec, q_align), spec.kernel, spec.strides, spec.dilation,
@@ -172,24 +178,33 @@ def fused_channels(spec: ConvTransposeSpec) -> int:
     return math.prod(spec.strides) * spec.out_channels
 
 
+FORMS = ("phase", "fused", "gemm", "none")
+
+
 @dataclasses.dataclass(frozen=True)
 class WeightForm:
     """How the packed weights (and so the conv stage) are laid out.
 
-    fused: the fused form (phases join the channels); co_block: output channels per packed
-    panel (0: all). A schedule that walks the channels in blocks reads each block's panel as
-    one contiguous run; with all channels inside, a power-of-two channel stride puts the
-    panel's rows in a few L1 sets (Cout 256: 4 of 64) and they evict each other.
+    kind: ``phase`` (one sub-kernel per phase), ``fused`` (phases join the channels), ``gemm``
+    (the scatter form's GEMM, ``gemm_spec``: channels ``(t..., co)``), ``none`` (an empty
+    output: nothing to pack). co_block: output channels per packed panel (0: all). A schedule
+    that walks the channels in blocks reads each block's panel as one contiguous run; with all
+    channels inside, a power-of-two channel stride puts the panel's rows in a few L1 sets
+    (Cout 256: 4 of 64) and they evict each other.
     """
 
-    fused: bool = False
+    kind: str = "phase"
     co_block: int = 0
-    gemm: bool = False   # the scatter form's GEMM (``gemm_spec``): channels (t..., co)
+
+    def __post_init__(self):
+        if self.kind not in FORMS:
+            raise ValueError(f"weight form {self.kind!r} must be one of {FORMS}")
 
     def channels(self, spec) -> int:
-        if self.gemm:
+        """Channels of the conv stage."""
+        if self.kind == "gemm":
             return gemm_spec(spec).out_channels
-        return fused_channels(spec) if self.fused else spec.out_channels
+        return fused_channels(spec) if self.kind == "fused" else spec.out_channels
 
     def block(self, spec) -> int:
         return self.co_block or self.channels(spec)
@@ -199,13 +214,24 @@ def packed_shape(spec: ConvTransposeSpec, form: WeightForm = WeightForm()) -> Tu
     """``(C/B, rho..., m..., C_in/groups, B)``: one dense sub-kernel per phase, in panels of
     ``B = form.block`` output channels; fused: ``(C'/B, m..., C_in/groups, B)`` over the
     ``C' = prod(s) * C_out`` channels ``(r..., co)``, ``r`` the phase of ``o = q*s + r``."""
-    if form.gemm:
+    if form.kind == "none":
+        return (1,)
+    if form.kind == "gemm":
         return packed_shape(gemm_spec(spec), WeightForm(co_block=form.block(spec)))
     plans = axis_plans(spec)
     taps = tuple(p.taps for p in plans)
     B = form.block(spec)
-    phases = () if form.fused else tuple(p.s for p in plans)
+    phases = () if form.kind == "fused" else tuple(p.s for p in plans)
     return (form.channels(spec) // B,) + phases + taps + (spec.in_channels // spec.groups, B)
+
+
+def pack_roles(spec: ConvTransposeSpec, form: WeightForm) -> Tuple[str, ...]:
+    """Loop roles of the ``pack`` block: panel, phases, taps, input channel, channel in panel."""
+    if form.kind == "none":
+        return ("c",)
+    rank = 1 if form.kind == "gemm" else spec.rank
+    phases = () if form.kind == "fused" else _each("rho", rank)
+    return ("blk",) + phases + _each("m", rank) + ("ci", "c")
 
 
 def unflatten(c, sizes):
@@ -220,12 +246,14 @@ def unflatten(c, sizes):
 def pack_te(spec: ConvTransposeSpec, form: WeightForm = WeightForm()):
     """``(kernel, packed)``: the user's kernel rearranged into per-phase sub-kernels. A separate
     function so that constant weights are packed once (at load or at compile time), not per call."""
-    plans = axis_plans(spec)
     R = spec.rank
     cin_g = spec.in_channels // spec.groups
     cout_g = spec.out_channels // spec.groups
-    B = form.block(spec)
+    B = form.block(spec) if form.kind != "none" else 1
     w = T.placeholder(spec.kernel_shape, spec.dtype, name="kernel")
+    if form.kind == "none":
+        return w, T.compute((1,), lambda i: T.const(0, ACC_DTYPE), name=BLOCK_PACK)
+    plans = axis_plans(spec)
 
     def gemm_fn(blk, *idx):   # (1 (rho), 1 (m), rci, c) with c = (t..., co)
         *ts, co = unflatten(blk * B + idx[-1], list(spec.kernel) + [spec.out_channels])
@@ -233,12 +261,12 @@ def pack_te(spec: ConvTransposeSpec, form: WeightForm = WeightForm()):
         src = w[(*ts, co, rci)] if spec.kernel_layout == "spatial_oi" else w[(rci, co, *ts)]
         return src.astype(ACC_DTYPE)
 
-    if form.gemm:
+    if form.kind == "gemm":
         return w, T.compute(packed_shape(spec, form), gemm_fn, name=BLOCK_PACK)
 
     def pack_fn(blk, *idx):
         c = blk * B + idx[-1]
-        if form.fused:   # (m..., rci, c) with c = (r..., co)
+        if form.kind == "fused":   # (m..., rci, c) with c = (r..., co)
             ms, rci = idx[:R], idx[R]
             *rs, co = unflatten(c, [p.s for p in plans] + [spec.out_channels])
             rhos = [T.floormod(r + p.pad_begin, p.s) for r, p in zip(rs, plans)]
@@ -256,22 +284,78 @@ def pack_te(spec: ConvTransposeSpec, form: WeightForm = WeightForm()):
     return w, T.compute(packed_shape(spec, form), pack_fn, name=BLOCK_PACK)
 
 
-def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1,
-                      form: WeightForm = WeightForm()):
-    """Build TE tensors for ``spec``; returns ``(inputs, out)``, inputs = x, packed, then the
-    spec's other parameters.
+@dataclasses.dataclass(frozen=True)
+class Definition:
+    """One compute variant of a spec, ready to schedule.
+
+    ``inputs``: x, packed, then the spec's other parameters; ``out``: the epilogue.
+    ``roles``: block name -> the role of each loop of the unscheduled block, outermost first:
+    ``n`` batch; ``q<a>``/``r<a>`` phase row and phase of axis a (``o = q*s + r``); ``o<a>``
+    output position; ``j<a>`` padded input position; ``co`` channel of the stage (fused: the
+    joint ``(r..., co)``); ``ci`` input channel (within the group); ``m<a>`` sub-kernel tap.
+    ``stage_spec``: the spec the pad and conv stages compute (the scatter form: ``gemm_spec``).
+    """
+
+    spec: ConvTransposeSpec
+    form: WeightForm
+    q_align: Tuple[int, ...]
+    inputs: tuple
+    out: object
+    roles: dict
+    stage_spec: ConvTransposeSpec
+
+    def prim_func(self, unaligned_inputs=False):
+        """The unscheduled PrimFunc ``main(x, packed, [bias], [alpha], out)``; with
+        ``unaligned_inputs`` the caller's arrays (all but ``packed``) need element alignment."""
+        callers = [t for t in self.inputs if t.name != "packed"] if unaligned_inputs else []
+        return T.create_prim_func(list(self.inputs) + [self.out], unaligned=callers
+                                  ).with_attr("global_symbol", "main")
+
+    def pack_prim_func(self, unaligned_inputs=False):
+        """The unscheduled PrimFunc ``pack(kernel, packed)``."""
+        kernel, packed = pack_te(self.spec, self.form)
+        return T.create_prim_func([kernel, packed], unaligned=[kernel] if unaligned_inputs
+                                  else []).with_attr("global_symbol", "pack")
+
+    @property
+    def packed_shape(self):
+        return packed_shape(self.spec, self.form)
+
+    @property
+    def pack_roles(self):
+        return pack_roles(self.spec, self.form)
+
+
+def _epilogue_roles(spec):
+    os = _each("o", spec.rank)
+    return ("n",) + os + ("co",) if spec.layout == "channels_last" else ("n", "co") + os
+
+
+def _stage_roles(stage_spec, form):
+    R = stage_spec.rank
+    if form.kind == "fused":
+        conv = ("n",) + _each("q", R) + ("co", "ci") + _each("m", R)
+    else:
+        conv = ("n",) + sum(((f"q{a}", f"r{a}") for a in range(R)), ()) + ("co", "ci") + \
+            _each("m", R)
+    return {BLOCK_PAD: ("n",) + _each("j", R) + ("ci",), BLOCK_CONV: conv}
+
+
+def define(spec: ConvTransposeSpec, form: WeightForm = WeightForm(), q_align=None) -> Definition:
+    """The compute of ``spec`` in weight form ``form``, the conv stage's phase extents rounded
+    up to ``q_align`` per axis (``phase_extents``; the epilogue drops the extra outputs).
 
     x:      (N, *in_spatial, C_in) channels_last or (N, C_in, *in_spatial) channels_first
     packed: packed_shape(spec, form), float32: ``pack_te`` of the kernel
     bias:   (C_out,)
     alpha:  (C_out,) PRelu slope, when spec.activation == "prelu"
     out:    spec.output_shape(); N is a symbolic var when spec.batch is None
-    q_align: see ``phase_extents``; the epilogue drops the extra outputs
-    form:   the packed weights' form; fused (``can_fuse``): ``Y[n, q..., (r..., co)]``;
-            gemm: the scatter form (``gemm_spec``), its epilogue gathers the taps (col2im)
     """
-    if form.gemm:
-        return _gemm_te(spec, q_align, form)
+    if form.kind == "none":
+        return _empty_definition(spec)
+    if form.kind == "gemm":
+        return _gemm_definition(spec, form, q_align)
+    q_align = tuple(q_align or (1,) * spec.rank)
     n = T.var("n") if spec.batch is None else spec.batch
     x = T.placeholder(spec.input_shape(n), spec.dtype, name="x")
     cl = spec.layout == "channels_last"
@@ -283,7 +367,7 @@ def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1,
 
     def epi_fn(*idx):
         b, os, co = (idx[0], idx[1:R + 1], idx[R + 1]) if cl else (idx[0], idx[2:], idx[1])
-        if form.fused:   # c = (r..., co) flattened, row-major
+        if form.kind == "fused":   # c = (r..., co) flattened, row-major
             c = co
             for a, (o, p) in enumerate(zip(os, plans)):
                 c = c + T.floormod(o, p.s) * math.prod(spec.strides[a + 1:]) * spec.out_channels
@@ -294,7 +378,20 @@ def conv_transpose_te(spec: ConvTransposeSpec, q_align: int = 1,
         return finish(v, co)
 
     out = T.compute(spec.output_shape(n), epi_fn, name=BLOCK_EPILOGUE)
-    return [x, wp] + params, out
+    roles = {**_stage_roles(spec, form), BLOCK_EPILOGUE: _epilogue_roles(spec)}
+    return Definition(spec, form, q_align, tuple([x, wp] + params), out, roles, spec)
+
+
+def _empty_definition(spec):
+    """An output with a zero-length axis (Keras returns one for some "same" layers): nothing to
+    read, nothing to write; the signature stays the spec's."""
+    n = T.var("n") if spec.batch is None else spec.batch
+    x = T.placeholder(spec.input_shape(n), spec.dtype, name="x")
+    wp = T.placeholder((1,), ACC_DTYPE, name="packed")
+    params, _ = _epilogue_params(spec)
+    out = T.compute(spec.output_shape(n), lambda *i: T.const(0, spec.dtype), name=BLOCK_EPILOGUE)
+    return Definition(spec, WeightForm("none"), (1,) * spec.rank, tuple([x, wp] + params), out,
+                      {BLOCK_EPILOGUE: _epilogue_roles(spec)}, spec)
 
 
 def _pad_stage(spec, plans, x, n, source):
@@ -340,7 +437,7 @@ def _conv_stage(spec, plans, xp, form, n, q_align):
         return T.te_sum(xp[(b, *js, ci)] * w, axis=[rci, *rms])
 
     qext = phase_extents(spec, q_align)
-    if form.fused:
+    if form.kind == "fused":
         return wp, T.compute((n,) + qext + (fused_channels(spec),), fused_fn, name=BLOCK_CONV)
     split = sum(((q, p.s) for q, p in zip(qext, plans)), ())
     return wp, T.compute((n,) + split + (spec.out_channels,), conv_fn, name=BLOCK_CONV)
@@ -407,12 +504,14 @@ def col2im_terms(spec: ConvTransposeSpec) -> int:
     return math.prod(min(p.in_len, p.taps) for p in axis_plans(spec))
 
 
-def _gemm_te(spec, q_align, form):
+def _gemm_definition(spec, form, q_align):
     """Scatter form: ``P[l, (t..., co)] = sum_ci x[l, ci] * W[t..., co, ci]`` over the input
     pixels ``l = (n, j...)`` (``(j...)`` per image when the batch is symbolic), then each
-    output sums the ``P`` entries of the (j, t) pairs that reach it. No multiply of an inserted or padded zero: the form for small inputs under big
-    kernels (DCGAN's 1x1 -> 4x4 first layer: 16x fewer multiplies than the phase form)."""
+    output sums the ``P`` entries of the (j, t) pairs that reach it. No multiply of an inserted
+    or padded zero: the form for small inputs under big kernels (DCGAN's 1x1 -> 4x4 first
+    layer: 16x fewer multiplies than the phase form). ``q_align``: of the GEMM's pixel axis."""
     g = gemm_spec(spec)
+    q_align = tuple(q_align or (1,))
     R = spec.rank
     cl = spec.layout == "channels_last"
     folded = spec.batch is not None
@@ -446,21 +545,5 @@ def _gemm_te(spec, q_align, form):
         return finish(v, co)
 
     out = T.compute(spec.output_shape(n), epi_fn, name=BLOCK_EPILOGUE)
-    return [x, wp] + params, out
-
-
-def conv_transpose_prim_func(spec: ConvTransposeSpec, q_align: int = 1,
-                             form: WeightForm = WeightForm(), unaligned_inputs=False):
-    """The unscheduled PrimFunc ``main(x, packed, [bias], [alpha], out)``; with
-    ``unaligned_inputs`` the caller's arrays (all but ``packed``) need element alignment only."""
-    inputs, out = conv_transpose_te(spec, q_align, form)
-    callers = [t for t in inputs if t.name != "packed"] if unaligned_inputs else []
-    return T.create_prim_func(inputs + [out], unaligned=callers).with_attr("global_symbol", "main")
-
-
-def pack_prim_func(spec: ConvTransposeSpec, form: WeightForm = WeightForm(),
-                   unaligned_inputs=False):
-    """The unscheduled PrimFunc ``pack(kernel, packed)``."""
-    kernel, packed = pack_te(spec, form)
-    return T.create_prim_func([kernel, packed], unaligned=[kernel] if unaligned_inputs else []
-                              ).with_attr("global_symbol", "pack")
+    roles = {**_stage_roles(g, WeightForm()), BLOCK_EPILOGUE: _epilogue_roles(spec)}
+    return Definition(spec, form, q_align, tuple([x, wp] + params), out, roles, g)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from . import tvm_api as T
 from .build import schedule
-from .compute import WeightForm, packed_shape
 
 KERNEL_PREFIX = "convt_"  # PrimFuncs named so are convt kernels (profiles sum them apart)
 
@@ -19,12 +18,11 @@ def emit_call(bb, spec, args, batch, target="x86", knobs=None, funcs=None):
     funcs = {} if funcs is None else funcs
     known = funcs.get(spec.key())
     if known is None:
-        prims, _, _, cargs = schedule(spec, target, knobs)
+        done = schedule(spec, target, knobs)
         name = f"{KERNEL_PREFIX}{len(funcs)}_{spec.rank}d"
-        pack_gv, main_gv = (bb.add_func(prims[part].with_attr("global_symbol", sym), sym)
+        pack_gv, main_gv = (bb.add_func(done.funcs[part].with_attr("global_symbol", sym), sym)
                             for part, sym in (("pack", name + "_pack"), ("main", name)))
-        known = funcs[spec.key()] = (pack_gv, main_gv,
-                                     packed_shape(spec, cargs.get("form", WeightForm())))
+        known = funcs[spec.key()] = (pack_gv, main_gv, done.definition.packed_shape)
     pack_gv, main_gv, packed_as = known
     x, kernel, *rest = args
     packed = bb.emit(T.relax.call_tir(pack_gv, [kernel], T.relax.TensorType(packed_as, "float32")))

@@ -103,10 +103,10 @@ class ConvTransposeSpec:
         if len(self.activation_args) not in counts:
             raise SpecError(f"activation {self.activation!r} takes {' or '.join(map(str, counts))}"
                             f" arguments, got activation_args {self.activation_args}")
-        if any(v <= 0 for v in self.out_spatial):
+        if any(v < 0 for v in self.out_spatial):
             raise SpecError(
-                f"output spatial shape {self.out_spatial} must be positive: pads_begin "
-                f"{self.pads_begin} + pads_end {self.pads_end} crop the whole result")
+                f"output spatial shape {self.out_spatial} must not be negative: pads_begin "
+                f"{self.pads_begin} + pads_end {self.pads_end} crop more than the whole result")
 
     # ---- derived geometry ----------------------------------------------------------------
     @property
@@ -126,6 +126,11 @@ class ConvTransposeSpec:
     def out_spatial(self) -> Tuple[int, ...]:
         return tuple(f + op - pb - pe for f, op, pb, pe in
                      zip(self.full_spatial, self.output_padding, self.pads_begin, self.pads_end))
+
+    @property
+    def is_empty(self) -> bool:
+        """A zero-length output axis (Keras gives one for some "same" layers): nothing to do."""
+        return 0 in self.out_spatial
 
     def _shape(self, spatial, channels, batch):
         if self.layout == "channels_last":

@@ -87,6 +87,31 @@ def _build_context():
     return tvm.transform.PassContext(opt_level=3, instruments=[_KeepInt64Indices()])
 
 
+_LOWER_FOR_BOUNDS = ("CanonicalizeLoop", "LowerInitBlock", "PlanAndUpdateBufferAllocationLocation",
+                     "ConvertBlocksToOpaque", "CompactBufferAllocation", "LowerMatchBuffer",
+                     "StmtSimplify", "LowerOpaqueBlock")
+
+
+def out_of_bounds(funcs: dict):
+    """The first access of a scheduled PrimFunc that TVM's bound analysis finds outside its
+    buffer (``s_tir.analysis.OOBChecker`` on the loops as lowered), or None. A static check:
+    it reads loop ranges and guarding conditions, it runs nothing."""
+    mod = ir_module(funcs)
+    lower = tvm.transform.Sequential([getattr(s_tir.transform, p)() for p in _LOWER_FOR_BOUNDS])
+    try:
+        with tvm.transform.PassContext(opt_level=3):
+            s_tir.analysis.OOBChecker()(lower(mod))
+    except Exception as e:   # TVM reports it as an InternalError carrying the access
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else type(e).__name__
+    return None
+
+
+def structural_equal(a, b) -> bool:
+    import tvm_ffi
+    return bool(tvm_ffi.structural_equal(a, b))
+
+
 def get_block(sch, name):
     """Schedule block lookup (named ``get_sblock`` in TVM 0.27's s_tir)."""
     return sch.get_sblock(name)

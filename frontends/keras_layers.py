@@ -212,11 +212,8 @@ class BaseConvTranspose:
             if d is None:
                 raise ValueError(f"layer {self.name!r}: only the batch dimension may be None; "
                                  f"received input_shape={input_shape}")
-        fields, out = op_geometry(self._shape_with_batch(input_shape), self.kernel_size +
-                                  (self.filters, self._channels(input_shape)), **self._op_args())
-        if min(out) <= 0:
-            raise ValueError(f"layer {self.name!r}: input_shape={input_shape} gives an empty "
-                             f"output {out}")
+        fields, _ = op_geometry(self._shape_with_batch(input_shape), self.kernel_size +
+                                (self.filters, self._channels(input_shape)), **self._op_args())
         return ConvTransposeSpec(batch=input_shape[0], kernel_layout="spatial_oi",
                                  bias=self.use_bias, activation=self._fused, dtype=self.dtype,
                                  **fields)

@@ -1,10 +1,9 @@
-"""aarch64 rules (NEON, 32 vector registers), first applicable wins."""
-from .cpu import cpu_compute_args, cpu_knobs, schedule_cpu
-from .generic import generic_cpu_knobs, schedule_generic_cpu
-from .rule import Rule
+"""aarch64 rules (NEON, 32 vector registers), in order of preference."""
+from .cpu_tile import RegisterTile
+from .generic import EmptyOutput, Fallback
 
 RULES = [
-    Rule("arm.register_tile", lambda spec, info: info.family == "arm", cpu_knobs,
-         schedule_cpu, cpu_compute_args),
-    Rule("cpu.fallback", lambda spec, info: True, generic_cpu_knobs, schedule_generic_cpu),
+    EmptyOutput(),
+    RegisterTile("arm.register_tile"),
+    Fallback(),
 ]

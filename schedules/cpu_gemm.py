@@ -3,26 +3,31 @@
 The phase form multiplies the zero padding too: an output reads every tap of its phase, and
 when the input is shorter than the kernel most of them fall outside it (DCGAN's first layer,
 1x1 -> 4x4: 15 of 16). The scatter form computes ``P = x . W`` over the real input pixels only,
-with the register-tile GEMM of ``cpu`` (the batch folded into the pixels, so a batch of 1x1
+with the register tile of ``cpu_tile`` (the batch folded into the pixels, so a batch of 1x1
 inputs still makes a tall matrix), then a parallel pass sums the few (j, t) entries of ``P``
 that reach each output.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from convt.compiler import compute as C
 from convt.compiler import tvm_api as T
 
-from .cpu import cpu_compute_args, cpu_knobs, schedule_cpu, schedule_pad
+from .cpu_tile import (finish_tile, form_of, propose_tile, schedule_pad, serial_dim, tile_conv,
+                       tile_dims)
+from .rule import Rule
+from .space import Space
+from .steps import parallel, vectorize_tail
 
-_MAX_TERMS = 16   # P entries one output sums (each a load and a select in the epilogue)
+MAX_TERMS = 64    # P entries one output may sum (each a load and a select in the epilogue)
+_GOOD_TERMS = 16  # ... and the most the default choice lets it sum
 _TRANSPOSE_MIN_VECS = 8   # GEMM channel vectors that pay for a channels-first input's transpose
 _MIN_ROWS = 16   # GEMM rows of one image when the batch is symbolic (cannot fold into them)
 _MAX_P_BYTES = 256 << 20   # P is a workspace of every call: no gigabytes for a big batch
-_CACHED_P_BYTES = 2 << 20   # a P that stays in cache (the long-reduction case of ``applies``)
+_CACHED_P_BYTES = 2 << 20   # a P that stays in cache (the long-reduction case of ``passes_over``)
 _MIN_SAVED = 48   # in_channels x (waste - 1): wasted multiplies per output that pay for P
+_ROW_BLOCK = 16   # channels-first outputs along the last axis gathered for every channel
 
 
 def waste(spec) -> float:
@@ -37,88 +42,108 @@ def _p_ratio(spec) -> float:
     return (math.prod(spec.in_spatial) * math.prod(spec.kernel)) / math.prod(spec.out_spatial)
 
 
-def applies(spec, info) -> bool:
-    """Groups 1, a tile's worth of GEMM rows when the batch is symbolic, few terms per output,
-    the GEMM's ``prod(k) * C_out`` channels
-    in whole vectors, ``P`` within ``_MAX_P_BYTES``, and one of (measured against the phase
-    or width form):
-
-    * the phase form's wasted multiplies outweigh writing and gathering ``P``: NHWC, Keras'
-      k3 s2 autoencoder layer, 64 channels in, 1.78x waste: 3.5 -> 1.8 ms; ERFNet, 128 in:
-      13.6 -> 9.7 ms; a 3D k3 s2 decoder, 32 in, 2.37x waste: 16.6 against 17.4 ms, left alone;
-    * the phase form's channels (joined with the phases where they join) fill one vector at
-      most and ``P`` stays within twice the output: Conv-TasNet's decoder, 512 -> 1 channel,
-      k16 s8: 10.5 -> 3.0 ms, the one-vector tile waits on its loads;
-    * a long reduction, overlapping taps and a ``P`` that stays in cache: the one big GEMM
-      tiles better than four small phases of a few pixels (DCGAN's 4x4 -> 8x8, 512 in, batch
-      8: 4.56 -> 4.08 ms NCHW; SimpleBaselines' 8x6, 2048 in: 6.55 -> 6.21; with a 4 MB ``P``,
-      HiFi-GAN up0 7.8 against 8.5, left alone; k = s has nothing to gain, Mask R-CNN 0.76
-      against 0.93);
-    * the width rule's few output channels, channels-last, ``P`` within 4x the output:
-      pix2pix's outermost layer, 3 channels out, k4 s2: 2.9 -> 1.5 ms. Channels-first stays in
-      the width rule: 2.9 against 3.9 ms, its input transpose and row gather cost more.
-    """
-    lanes = info.f32_lanes
-    wide = math.prod(spec.kernel) * spec.out_channels
-    rows = (spec.batch or 1) * math.prod(spec.in_spatial)
-    per_image = spec.batch is None and rows < _MIN_ROWS
-    if (spec.groups != 1 or wide % lanes or wide < 2 * lanes or per_image
-            or C.col2im_terms(spec) > _MAX_TERMS or 4 * wide * rows > _MAX_P_BYTES):
-        return False
-    if spec.in_channels * (waste(spec) - 1) >= _MIN_SAVED:
-        return True
-    if spec.in_channels < 32:
-        return False
-    if (spec.in_channels >= 256 and C.col2im_terms(spec) > 1
-            and 4 * wide * rows <= _CACHED_P_BYTES):
-        return True
-    channels = C.fused_channels(spec) if C.can_fuse(spec) else spec.out_channels
-    if channels <= lanes and _p_ratio(spec) <= 2:
-        return True
-    return (spec.layout == "channels_last" and spec.out_channels % lanes != 0
-            and _p_ratio(spec) <= 4)
+def _p_bytes(spec) -> int:
+    return 4 * math.prod(spec.kernel) * spec.out_channels * (spec.batch or 1) * \
+        math.prod(spec.in_spatial)
 
 
-def gemm_knobs(spec, info):
-    return cpu_knobs(C.gemm_spec(spec), info)
+class ScatterGemm(Rule):
+    """GEMM over the input pixels, then a gather of the taps (col2im)."""
 
+    def __init__(self, name):
+        self.name = name
 
-def gemm_compute_args(spec, values):
-    args = cpu_compute_args(C.gemm_spec(spec), values)
-    args["form"] = dataclasses.replace(args["form"], gemm=True)
-    return args
+    def decline(self, spec, info):
+        if spec.groups != 1:
+            return f"groups {spec.groups}: the scatter form is one GEMM (groups 1)"
+        if not spec.is_empty and C.col2im_terms(spec) > MAX_TERMS:
+            return (f"each output would sum {C.col2im_terms(spec)} entries of P (at most "
+                    f"{MAX_TERMS})")
+        if not spec.is_empty and _p_bytes(spec) > _MAX_P_BYTES:
+            return f"P would take {_p_bytes(spec) >> 20} MB (at most {_MAX_P_BYTES >> 20} MB)"
+        return super().decline(spec, info)
 
+    def passes_over(self, spec, info):
+        """Measured against the phase or width form, the default takes the scatter form for:
 
-_ROW_BLOCK = 16   # channels-first outputs along the last axis gathered for every channel
+        * wasted multiplies of the phase form that outweigh writing and gathering ``P``:
+          NHWC, Keras' k3 s2 autoencoder layer, 64 channels in, 1.78x waste: 3.5 -> 1.8 ms;
+          ERFNet, 128 in: 13.6 -> 9.7 ms; a 3D k3 s2 decoder, 32 in, 2.37x waste: 16.6
+          against 17.4 ms, left alone;
+        * phase-form channels (joined with the phases where they join) that fill one vector at
+          most, with ``P`` within twice the output: Conv-TasNet's decoder, 512 -> 1 channel,
+          k16 s8: 10.5 -> 3.0 ms, the one-vector tile waits on its loads;
+        * a long reduction, overlapping taps and a ``P`` that stays in cache: the one big GEMM
+          tiles better than four small phases of a few pixels (DCGAN's 4x4 -> 8x8, 512 in,
+          batch 8: 4.56 -> 4.08 ms NCHW; SimpleBaselines' 8x6, 2048 in: 6.55 -> 6.21; with a
+          4 MB ``P``, HiFi-GAN up0 7.8 against 8.5, left alone; k = s has nothing to gain,
+          Mask R-CNN 0.76 against 0.93);
+        * the width rule's few output channels, channels-last, ``P`` within 4x the output:
+          pix2pix's outermost layer, 3 channels out, k4 s2: 2.9 -> 1.5 ms. Channels-first stays
+          in the width rule: 2.9 against 3.9 ms, its input transpose and row gather cost more.
+        """
+        lanes = info.f32_lanes
+        wide = math.prod(spec.kernel) * spec.out_channels
+        rows = (spec.batch or 1) * math.prod(spec.in_spatial)
+        if wide % lanes or wide < 2 * lanes:
+            return f"its {wide} GEMM channels fill no two whole {lanes}-lane vectors"
+        if spec.batch is None and rows < _MIN_ROWS:
+            return f"one image has {rows} pixels (GEMM rows), under {_MIN_ROWS}"
+        if C.col2im_terms(spec) > _GOOD_TERMS:
+            return f"each output sums {C.col2im_terms(spec)} entries of P, over {_GOOD_TERMS}"
+        if spec.in_channels * (waste(spec) - 1) >= _MIN_SAVED:
+            return None
+        if spec.in_channels < 32:
+            return "the phase form wastes little and the reduction is short"
+        if (spec.in_channels >= 256 and C.col2im_terms(spec) > 1
+                and _p_bytes(spec) <= _CACHED_P_BYTES):
+            return None
+        chans = C.fused_channels(spec) if C.can_fuse(spec) else spec.out_channels
+        if chans <= lanes and _p_ratio(spec) <= 2:
+            return None
+        if (spec.layout == "channels_last" and spec.out_channels % lanes != 0
+                and _p_ratio(spec) <= 4):
+            return None
+        return "the phase form wastes too little to pay for P"
 
+    def space(self, spec, info):
+        return Space(self.name, tile_dims(C.gemm_spec(spec), info, fused_choices=(0,))
+                     + [serial_dim()])
 
-def schedule_gemm(sch, spec, values):
-    """The input: read in place when channels-last, one pixel per image, or when the GEMM has
-    few channels (a transpose would cost as much as the GEMM: Conv-TasNet's decoder, 16
-    channels, 8.4 against 3.2 ms in place); else channels-first pixels are transposed first
-    (``cpu.schedule_pad``: ERFNet, 576 channels, 12.1 against 13.6 ms). The gather: for
-    channels-first, a block of one output row for every channel, so that the ``P`` rows it
-    reads stay in cache while the channels go by."""
-    serial = values.get("threads", 0) == 1
-    pad = T.get_block(sch, C.BLOCK_PAD)
-    few = C.gemm_spec(spec).out_channels < _TRANSPOSE_MIN_VECS * values["lanes"]
-    if spec.layout == "channels_last" or math.prod(spec.in_spatial) == 1 or few:
-        sch.compute_inline(pad)
-    else:
-        schedule_pad(sch, spec, serial)
-    schedule_cpu(sch, C.gemm_spec(spec), values, scatter=True)
-    epi = T.get_block(sch, C.BLOCK_EPILOGUE)
-    loops = sch.get_loops(epi)
-    lanes = values["lanes"]
-    if spec.layout == "channels_last":   # [n, o..., co]
-        if spec.out_channels % lanes == 0 and lanes > 1:
-            sch.vectorize(sch.split(loops[-1], [None, lanes])[1])
-        outer = loops[:2]
-    else:                                # [n, co, o...] -> [n, o..., w blocks, co, w]
-        n, co, *os = loops
-        w_o, w_i = sch.split(os[-1], [None, _ROW_BLOCK])
-        sch.reorder(n, *os[:-1], w_o, co, w_i)
-        outer = [n, (os[:-1] or [w_o])[0]]
-    if not serial:
-        sch.parallel(sch.fuse(*outer))
-    return sch
+    def propose(self, spec, info):
+        return propose_tile(C.gemm_spec(spec), info, 0)
+
+    def definition(self, spec, info, values):
+        form = form_of(values)
+        return C.define(spec, C.WeightForm("gemm", form.co_block),
+                        (values["tile_w"] * values["chunk"],))
+
+    def schedule(self, sch, d, info, values):
+        """The input: read in place when channels-last, one pixel per image, or when the GEMM
+        has few channels (a transpose would cost as much as the GEMM: Conv-TasNet's decoder, 16
+        channels, 8.4 against 3.2 ms in place); else channels-first pixels are transposed first
+        (ERFNet, 576 channels, 12.1 against 13.6 ms). The gather: for channels-first, a block
+        of one output row for every channel, so that the ``P`` rows it reads stay in cache
+        while the channels go by."""
+        spec = d.spec
+        serial = values["serial"]
+        lanes = values["lanes"]
+        few = d.stage_spec.out_channels < _TRANSPOSE_MIN_VECS * lanes
+        if spec.layout == "channels_last" or math.prod(spec.in_spatial) == 1 or few:
+            sch.compute_inline(T.get_block(sch, C.BLOCK_PAD))
+        else:
+            schedule_pad(sch, d, serial)
+        tile = tile_conv(sch, d, values)
+        parallel(sch, tile.outer, serial)
+        finish_tile(sch, tile, values)
+        epi = T.get_block(sch, C.BLOCK_EPILOGUE)
+        loops = sch.get_loops(epi)
+        if spec.layout == "channels_last":   # [n, o..., co]
+            if spec.out_channels % lanes == 0:
+                vectorize_tail(sch, loops[-1], lanes)
+            parallel(sch, loops[:2], serial)
+        else:                                # [n, co, o...] -> [n, o..., w blocks, co, w]
+            n, co, *os = loops
+            w_o, w_i = sch.split(os[-1], [None, _ROW_BLOCK])   # a leaf: ragged is safe
+            sch.reorder(n, *os[:-1], w_o, co, w_i)
+            parallel(sch, [n, (os[:-1] or [w_o])[0]], serial)

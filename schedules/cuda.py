@@ -4,12 +4,10 @@ from __future__ import annotations
 from convt.compiler import compute as C
 from convt.compiler import tvm_api as T
 
-from .knobs import Knob
+from .generic import EmptyOutput
 from .rule import Rule
-
-
-def cuda_knobs(spec, info):
-    return [Knob("threads_per_block", 128, (32, 64, 128, 256, 512), "CUDA block size")]
+from .space import Dim, Space, fixed
+from .steps import Axes
 
 
 def _bind(sch, loops, tpb):
@@ -19,27 +17,39 @@ def _bind(sch, loops, tpb):
     return tx
 
 
-def schedule_cuda(sch, spec, values):
-    tpb = values["threads_per_block"]
-    _bind(sch, sch.get_loops(T.get_block(sch, C.BLOCK_PAD)), tpb)
-    conv = T.get_block(sch, C.BLOCK_CONV)
-    tx = _bind(sch, sch.get_loops(conv)[:2 * spec.rank + 2], tpb)
-    acc = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(acc, tx)
-    epi = T.get_block(sch, C.BLOCK_EPILOGUE)
-    if spec.layout == "channels_last":
-        sch.reverse_compute_inline(epi)
-    else:
-        _bind(sch, sch.get_loops(epi), tpb)
-    sch.decompose_reduction(conv, sch.get_loops(conv)[2])
-    return sch
+class ThreadPerOutput(Rule):
+    name = "cuda.thread_per_output"
+
+    def space(self, spec, info):
+        return Space(self.name, [Dim("threads_per_block", fixed(32, 64, 128, 256, 512),
+                                     "CUDA block size")])
+
+    def propose(self, spec, info):
+        return {"threads_per_block": 128}
+
+    def definition(self, spec, info, values):
+        return C.define(spec)
+
+    def schedule(self, sch, d, info, values):
+        spec = d.spec
+        tpb = values["threads_per_block"]
+        _bind(sch, sch.get_loops(Axes(sch, C.BLOCK_PAD, d.roles[C.BLOCK_PAD]).block), tpb)
+        ax = Axes(sch, C.BLOCK_CONV, d.roles[C.BLOCK_CONV])
+        spatial = [ax["n"]] + [ax[f"{p}{a}"] for a in range(spec.rank) for p in "qr"] + \
+            [ax["co"]]
+        tx = _bind(sch, spatial, tpb)
+        acc = sch.cache_write(ax.block, 0, "local")
+        sch.reverse_compute_at(acc, tx)
+        epi = T.get_block(sch, C.BLOCK_EPILOGUE)
+        if spec.layout == "channels_last":
+            sch.reverse_compute_inline(epi)
+        else:
+            _bind(sch, sch.get_loops(epi), tpb)
+        sch.decompose_reduction(ax.block, ax["ci"])
+
+    def schedule_pack(self, sch, d, info):
+        if d.form.kind != "none":
+            _bind(sch, sch.get_loops(T.get_block(sch, C.BLOCK_PACK)), 128)
 
 
-def schedule_pack_cuda(sch):
-    _bind(sch, sch.get_loops(T.get_block(sch, C.BLOCK_PACK)), 128)
-
-
-RULES = [
-    Rule("cuda.thread_per_output", lambda spec, info: info.family == "cuda",
-         cuda_knobs, schedule_cuda),
-]
+RULES = [EmptyOutput(), ThreadPerOutput()]

@@ -1,35 +1,51 @@
-"""Fallback CPU schedule: parallel outer loops, inner loop vectorized when it divides. Applies to
-every spec; slower than the register-tile rule but never unscheduled."""
+"""Rules every target family ends or starts with.
+
+``Fallback`` applies to every spec with an output: parallel outer loops, inner loops vectorized
+where the vector divides them; slower than the register tile but never unscheduled.
+``EmptyOutput`` takes the specs whose output has a zero-length axis (Keras returns such arrays
+for some "same" layers): a kernel with the spec's signature that does nothing.
+"""
 from __future__ import annotations
 
 from convt.compiler import compute as C
-from convt.compiler import tvm_api as T
 
-from .knobs import Knob
-
-
-def generic_cpu_knobs(spec, info):
-    return [Knob("threads", 0, tuple(range(0, 65)), "parallel loop (0: all cores; 1: serial)")]
+from .cpu_tile import serial_dim
+from .rule import Rule
+from .space import Space
+from .steps import Axes, parallel, vectorize_tail
 
 
-def _parallel_vector(sch, name, serial, inner_extent):
-    blk = T.get_block(sch, name)
-    loops = sch.get_loops(blk)
-    if not serial:
-        sch.parallel(sch.fuse(loops[0], loops[1]))
-    lanes = next((v for v in (16, 8, 4) if inner_extent % v == 0), 0)
-    if lanes:
-        _, vi = sch.split(loops[-1], [None, lanes])
-        sch.vectorize(vi)
+class Fallback(Rule):
+    name = "cpu.fallback"
+
+    def space(self, spec, info):
+        return Space(self.name, [serial_dim()])
+
+    def definition(self, spec, info, values):
+        return C.define(spec)
+
+    def schedule(self, sch, d, info, values):
+        serial = values["serial"]
+        lanes = info.f32_lanes
+        for block in (C.BLOCK_PAD, C.BLOCK_CONV, C.BLOCK_EPILOGUE):
+            ax = Axes(sch, block, d.roles[block])
+            loops = sch.get_loops(ax.block)
+            if block != C.BLOCK_CONV:   # the conv block's innermost loop is a reduction
+                vectorize_tail(sch, loops[-1], lanes)
+            parallel(sch, loops[:2], serial)
 
 
-def schedule_generic_cpu(sch, spec, values):
-    serial = values.get("threads", 0) == 1
-    _parallel_vector(sch, C.BLOCK_PAD, serial, spec.in_channels)
-    conv = T.get_block(sch, C.BLOCK_CONV)
-    loops = sch.get_loops(conv)
-    if not serial:
-        sch.parallel(sch.fuse(loops[0], loops[1]))
-    last = spec.output_shape(1)[-1]
-    _parallel_vector(sch, C.BLOCK_EPILOGUE, serial, last)
-    return sch
+class EmptyOutput(Rule):
+    name = "empty"
+
+    def decline(self, spec, info):
+        return None if spec.is_empty else "the output is not empty"
+
+    def space(self, spec, info):
+        return Space(self.name, [])
+
+    def definition(self, spec, info, values):
+        return C.define(spec, C.WeightForm("none"))
+
+    def schedule(self, sch, d, info, values):
+        pass

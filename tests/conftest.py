@@ -21,3 +21,12 @@ def rng(request):
 
 def assert_close(actual, expected):
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)
+
+
+def run_spec(spec, rng, batch=2, knobs=None, target="x86"):
+    """(output, float64 expectation, BuiltKernel) of ``spec``'s kernel run on guarded buffers
+    (``convt.guard``): a write outside any buffer fails here, before values are compared."""
+    from convt.tools.check import check_spec
+    checked = check_spec(spec, target, knobs, batch, seed=int(rng.integers(2 ** 31)))
+    assert not checked.faults, f"{checked.kernel.rule} {checked.kernel.knobs}: {checked.faults}"
+    return checked.output, checked.expected, checked.kernel

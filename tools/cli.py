@@ -1,4 +1,4 @@
-"""The ``convt`` command line: compile, run, inspect, verify, bench, example.
+"""The ``convt`` command line: compile, run, inspect, verify, check, bench, example.
 
 Errors are one line on stderr and a non-zero exit (2: usage, 1: failure); ``--debug`` shows the
 traceback. ``run``, ``inspect`` and ``verify`` use the runtime alone (they work under
@@ -231,6 +231,63 @@ def cmd_verify(args):
     return 0 if ok else 1
 
 
+def _json_arg(text, what):
+    """JSON from the command line, or from the file it names."""
+    if os.path.isfile(text):
+        with open(text) as f:
+            text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{what}: not valid JSON, nor a file holding it ({e})") from None
+
+
+def _check_spec(args):
+    """The spec ``convt check`` builds, from exactly one of --op, --layer, --spec."""
+    given = [a for a in ("op", "layer", "spec") if getattr(args, a)]
+    if len(given) != 1:
+        raise UsageError("give one of --op, --layer or --spec")
+    if args.spec:
+        from convt.compiler.spec import ConvTransposeSpec
+        return ConvTransposeSpec.from_dict(_json_arg(args.spec, "--spec"))
+    if args.op:
+        from convt.frontends.keras_op import op_spec
+        op = _json_arg(args.op, "--op")
+        if not isinstance(op, dict) or "inputs" not in op or "kernel" not in op:
+            raise UsageError('--op: a JSON object with the shapes "inputs" and "kernel" and '
+                             'keras.ops.conv_transpose\'s other arguments')
+        shape = tuple(op.pop("inputs"))
+        return op_spec(shape, tuple(op.pop("kernel")), batch=shape[0], **op)
+    from convt.frontends.keras_layers import deserialize
+    layer = deserialize(_json_arg(args.layer, "--layer"))
+    if not args.input_shape:
+        raise UsageError("--layer needs --input-shape, e.g. 1,64,64,16 (batch axis included)")
+    return layer.compile_parts(_shape(args.input_shape[0]))[0]
+
+
+def cmd_check(args):
+    from convt import schedules
+    from convt.compiler.targets import resolve
+    from convt.tools.check import check_spec
+
+    spec = _check_spec(args)
+    target = resolve(_target(args.target))
+    knobs = _knobs(args) or {}
+    if args.every_rule:
+        if "rule" in knobs:
+            raise UsageError("--every-rule forces each rule in turn: leave rule out of --knobs")
+        names = [r.name for r in schedules.applicable(spec, schedules.describe(target))]
+    else:
+        names = [knobs.get("rule")]
+    ok = True
+    for name in names:
+        forced = {**knobs, "rule": name} if name else knobs
+        checked = check_spec(spec, target, forced, batch=args.batch, seed=args.seed)
+        print(checked.summary())
+        ok &= checked.ok
+    return 0 if ok else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="convt", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -265,6 +322,26 @@ def build_parser():
     v = sub.add_parser("verify", help="run the artifact's embedded test vector on this host")
     v.add_argument("artifact")
     v.set_defaults(func=cmd_verify)
+
+    k = sub.add_parser("check", help="build one layer for this host and run it on guarded "
+                                     "buffers against a float64 reference")
+    k.add_argument("--op", help="keras.ops.conv_transpose arguments as JSON (or a file), with "
+                   "the shapes of inputs and kernel: '{\"inputs\": [1, 1, 13, 1], \"kernel\": "
+                   "[5, 4, 3, 1], \"strides\": 2}'")
+    k.add_argument("--layer", help="a Keras layer entry {\"class_name\", \"config\"} as JSON "
+                   "(or a file); needs --input-shape")
+    k.add_argument("--spec", help="a ConvTransposeSpec as JSON (or a file), as "
+                   "`convt inspect --json` shows it")
+    k.add_argument("--input-shape", action="append", metavar="DIMS",
+                   help="the layer's input shape, batch axis included")
+    k.add_argument("--target", default="x86", help="an x86 target this host runs (default: "
+                   "this host's CPU), e.g. '{\"kind\": \"llvm\", \"mcpu\": \"haswell\"}'")
+    k.add_argument("--knobs", help="schedule knobs as JSON; \"rule\" forces a rule")
+    k.add_argument("--every-rule", action="store_true", help="check every rule that applies")
+    k.add_argument("--batch", type=int, default=None, help="images when the batch is open "
+                   "(default 2)")
+    k.add_argument("--seed", type=int, default=0, help="of the random inputs")
+    k.set_defaults(func=cmd_check)
 
     sub.add_parser("example", help="compile, export, load and run the bundled Keras example"
                    ).set_defaults(func=lambda a: __import__(
