@@ -209,3 +209,31 @@ def test_loaded_module_is_safe_to_call_from_threads(onnx_artifact, rng):
         got = list(pool.map(runner, xs))
     for g, e in zip(got, expected):
         assert_close(g, e)
+
+
+def test_check_runs_each_rule_on_guarded_buffers(capsys):
+    op = json.dumps({"inputs": [1, 1, 13, 1], "kernel": [5, 4, 3, 1], "strides": 2,
+                     "padding": "valid", "data_format": "channels_last"})
+    assert main(["check", "--op", op, "--every-rule"]) == 0
+    out = capsys.readouterr().out
+    for rule in ("x86.register_tile", "x86.width_vector", "cpu.fallback"):
+        assert f"rule {rule}" in out
+    assert out.count("buffers: in bounds") == out.count("rule ") and "FAILED" not in out
+    layer = json.dumps({"class_name": "Conv1DTranspose", "config": {
+        "filters": 2, "kernel_size": 3, "padding": "same", "data_format": "channels_first"}})
+    assert main(["check", "--layer", layer, "--input-shape", "2,3,1",
+                 "--knobs", '{"rule": "x86.register_tile", "tile_w": 1}']) == 0
+    assert "tile_w=1" in capsys.readouterr().out
+
+
+def test_check_usage_errors_are_one_line():
+    code, _, err = _cli("check")
+    assert code == 2
+    _one_line_error(err, "--op", "--layer", "--spec")
+    code, _, err = _cli("check", "--spec", json.dumps({"in_spatial": [4]}))
+    assert code == 1
+    _one_line_error(err, "convt check: error")
+    code, _, err = _cli("check", "--op", '{"inputs": [1, 4, 2], "kernel": [3, 2, 2]}',
+                        "--knobs", '{"rule": "x86.scatter_gemm", "tile_w": 99}')
+    assert code == 1
+    _one_line_error(err, "tile_w=99", "x86.scatter_gemm")
