@@ -26,7 +26,10 @@ _TRANSPOSE_MIN_VECS = 8   # GEMM channel vectors that pay for a channels-first i
 _MIN_ROWS = 16   # GEMM rows of one image when the batch is symbolic (cannot fold into them)
 _MAX_P_BYTES = 256 << 20   # P is a workspace of every call: no gigabytes for a big batch
 _CACHED_P_BYTES = 2 << 20   # a P that stays in cache (the long-reduction case of ``passes_over``)
-_MIN_SAVED = 48   # in_channels x (waste - 1): wasted multiplies per output that pay for P
+# in_channels x (waste - 1): wasted multiplies per P entry that pay for writing and gathering
+# it, at 8 lanes (AVX2); a 16-lane FMA costs half as much against the same memory traffic
+_MIN_SAVED = 48
+_SMALL_IMAGE = 64   # input pixels of an image whose phase rows are too short to tile well
 _ROW_BLOCK = 16   # channels-first outputs along the last axis gathered for every channel
 
 
@@ -64,34 +67,47 @@ class ScatterGemm(Rule):
         return super().decline(spec, info)
 
     def passes_over(self, spec, info):
-        """Measured against the phase or width form, the default takes the scatter form for:
+        """Measured against the phase or width form (``tools/bench_rules.py`` on the two suites,
+        AVX-512 and AVX2 side by side), the default takes the scatter form for:
 
         * wasted multiplies of the phase form that outweigh writing and gathering ``P``:
-          NHWC, Keras' k3 s2 autoencoder layer, 64 channels in, 1.78x waste: 3.5 -> 1.8 ms;
-          ERFNet, 128 in: 13.6 -> 9.7 ms; a 3D k3 s2 decoder, 32 in, 2.37x waste: 16.6
-          against 17.4 ms, left alone;
+          ``in_channels * (waste - 1)`` at least ``48 * lanes / 8``, twice that for
+          channels-first (its input transpose and row gather cost more). ERFNet (128 in, 1.78x
+          waste, 99 saved per entry): NHWC scatter 12.6 vs phase 18.5 ms at 8 lanes, 10.3 vs
+          10.7 at 16; NCHW 17.3 vs 19.9 at 8 lanes, 13.2 vs 10.8 at 16 (left to the phase
+          form there). WaveGAN b64 (512 in, 1.12x, 61): NHWC 231 vs 256 ms at 8 lanes, 161 vs
+          156 at 16; NCHW 278 vs 265 at 8 lanes;
+        * small images with waste (at most ``_SMALL_IMAGE`` input pixels, 1.25x): their phase
+          rows are too short to tile. Keras' autoencoder, 7x7 b128, 64 in: NCHW 2.0 vs 2.6 ms
+          at 16 lanes, 4.0 vs 5.0 at 8; the VAE decoder 0.052 vs 0.071;
         * phase-form channels (joined with the phases where they join) that fill one vector at
           most, with ``P`` within twice the output: Conv-TasNet's decoder, 512 -> 1 channel,
-          k16 s8: 10.5 -> 3.0 ms, the one-vector tile waits on its loads;
+          k16 s8 (16 GEMM channels, one 16-lane vector): NHWC 2.8 vs 30.9 ms (width rule) at 16
+          lanes, 2.8 vs 4.6 (phase) at 8;
         * a long reduction, overlapping taps and a ``P`` that stays in cache: the one big GEMM
           tiles better than four small phases of a few pixels (DCGAN's 4x4 -> 8x8, 512 in,
-          batch 8: 4.56 -> 4.08 ms NCHW; SimpleBaselines' 8x6, 2048 in: 6.55 -> 6.21; with a
-          4 MB ``P``, HiFi-GAN up0 7.8 against 8.5, left alone; k = s has nothing to gain,
-          Mask R-CNN 0.76 against 0.93);
-        * the width rule's few output channels, channels-last, ``P`` within 4x the output:
-          pix2pix's outermost layer, 3 channels out, k4 s2: 2.9 -> 1.5 ms. Channels-first stays
-          in the width rule: 2.9 against 3.9 ms, its input transpose and row gather cost more.
+          batch 8: 3.1 vs 3.8 ms at 16 lanes; SimpleBaselines' 8x6, 2048 in: 5.5 vs 6.9; k = s
+          has nothing to gain: Mask R-CNN 0.74 vs 0.60);
+        * few output channels (the width rule's), ``P`` within 4x the output, channels-last, or
+          channels-first with a reduction of 8 vectors at least (the transpose and row gather
+          amortised): pix2pix's outermost, 128 in, 3 out: NCHW 1.66 vs 2.15 ms (width) at 16
+          lanes, 2.7 vs 3.3 at 8; DCGAN's last layer b64, 64 in: NCHW 4.6 vs 7.5 at 8 lanes,
+          9.4 vs 5.4 at 16 (left to the width rule there).
         """
         lanes = info.f32_lanes
         wide = math.prod(spec.kernel) * spec.out_channels
         rows = (spec.batch or 1) * math.prod(spec.in_spatial)
-        if wide % lanes or wide < 2 * lanes:
-            return f"its {wide} GEMM channels fill no two whole {lanes}-lane vectors"
+        first = spec.layout == "channels_first"
+        if wide % lanes:
+            return f"its {wide} GEMM channels leave a {lanes}-lane vector ragged"
         if spec.batch is None and rows < _MIN_ROWS:
             return f"one image has {rows} pixels (GEMM rows), under {_MIN_ROWS}"
         if C.col2im_terms(spec) > _GOOD_TERMS:
             return f"each output sums {C.col2im_terms(spec)} entries of P, over {_GOOD_TERMS}"
-        if spec.in_channels * (waste(spec) - 1) >= _MIN_SAVED:
+        saved = spec.in_channels * (waste(spec) - 1)
+        if saved >= _MIN_SAVED * lanes / 8 * (2 if first else 1):
+            return None
+        if math.prod(spec.in_spatial) <= _SMALL_IMAGE and waste(spec) >= 1.25:
             return None
         if spec.in_channels < 32:
             return "the phase form wastes little and the reduction is short"
@@ -101,8 +117,8 @@ class ScatterGemm(Rule):
         chans = C.fused_channels(spec) if C.can_fuse(spec) else spec.out_channels
         if chans <= lanes and _p_ratio(spec) <= 2:
             return None
-        if (spec.layout == "channels_last" and spec.out_channels % lanes != 0
-                and _p_ratio(spec) <= 4):
+        if (spec.out_channels % lanes != 0 and _p_ratio(spec) <= 4
+                and (not first or spec.in_channels >= 8 * lanes)):
             return None
         return "the phase form wastes too little to pay for P"
 

@@ -82,3 +82,10 @@ def run_spec(spec, rng, batch=2, knobs=None, target="x86"):
     checked = check_spec(spec, target, knobs, batch, seed=int(rng.integers(2 ** 31)))
     assert not checked.faults, f"{checked.kernel.rule} {checked.kernel.knobs}: {checked.faults}"
     return checked.output, checked.expected, checked.kernel
+
+
+def runs_here(target) -> bool:
+    """Whether this host has every CPU feature an x86 ``target`` may use."""
+    from convt.compiler.targets import describe, resolve
+    from convt.runtime import _host_x86_features
+    return set(describe(resolve(target))["features"]) <= _host_x86_features()

@@ -10,15 +10,14 @@ target whose features this host lacks is built and inspected, not run.
 import random
 
 import pytest
-from conftest import assert_close, run_spec
+from conftest import assert_close, run_spec, runs_here
 
 from convt import schedules
 from convt.compiler import tvm_api as T
 from convt.compiler.build import schedule
 from convt.compiler.spec import ConvTransposeSpec
-from convt.compiler.targets import describe, resolve
+from convt.compiler.targets import resolve
 from convt.frontends.keras_op import op_spec
-from convt.runtime import _host_x86_features
 
 TARGETS = {
     "haswell": {"kind": "llvm", "mcpu": "haswell", "num-cores": 2},          # AVX2, 8 lanes
@@ -27,10 +26,6 @@ TARGETS = {
     "znver5": {"kind": "llvm", "mcpu": "znver5", "num-cores": 2},
 }
 RULE_NAMES = [r.name for r in schedules.x86.RULES]
-
-
-def runs_here(target) -> bool:
-    return set(describe(resolve(target))["features"]) <= _host_x86_features()
 
 
 def _spec(in_sp, cin, cout, k, s, layout="channels_last", groups=1, pads=None, op=None, **kw):
