@@ -109,7 +109,7 @@ def artifact_bytes(target, entries: List[Entry], source: Optional[dict] = None):
             path = os.path.join(tmp, "lib.so")
             export_library(e.lib, target, path)
             members[meta["lib"]] = open(path, "rb").read()
-        if tgt["kind"] == "cuda":
+        if tgt["kind"] == "cuda" and len(e.lib.imports):   # (an empty output has no device code)
             meta["fatbin"], meta["fatbin_info"] = f"{e.name}.fatbin", f"{e.name}.kernels.json"
             members[meta["fatbin"]], members[meta["fatbin_info"]] = cuda_members(e.lib)
         if e.params:

@@ -215,7 +215,7 @@ def packed_shape(spec: ConvTransposeSpec, form: WeightForm = WeightForm()) -> Tu
     ``B = form.block`` output channels; fused: ``(C'/B, m..., C_in/groups, B)`` over the
     ``C' = prod(s) * C_out`` channels ``(r..., co)``, ``r`` the phase of ``o = q*s + r``."""
     if form.kind == "none":
-        return (1,)
+        return (0,)
     if form.kind == "gemm":
         return packed_shape(gemm_spec(spec), WeightForm(co_block=form.block(spec)))
     plans = axis_plans(spec)
@@ -251,8 +251,8 @@ def pack_te(spec: ConvTransposeSpec, form: WeightForm = WeightForm()):
     cout_g = spec.out_channels // spec.groups
     B = form.block(spec) if form.kind != "none" else 1
     w = T.placeholder(spec.kernel_shape, spec.dtype, name="kernel")
-    if form.kind == "none":
-        return w, T.compute((1,), lambda i: T.const(0, ACC_DTYPE), name=BLOCK_PACK)
+    if form.kind == "none":   # nothing to pack: an empty buffer, no code on any device
+        return w, T.compute((0,), lambda i: T.const(0, ACC_DTYPE), name=BLOCK_PACK)
     plans = axis_plans(spec)
 
     def gemm_fn(blk, *idx):   # (1 (rho), 1 (m), rci, c) with c = (t..., co)
@@ -387,7 +387,7 @@ def _empty_definition(spec):
     read, nothing to write; the signature stays the spec's."""
     n = T.var("n") if spec.batch is None else spec.batch
     x = T.placeholder(spec.input_shape(n), spec.dtype, name="x")
-    wp = T.placeholder((1,), ACC_DTYPE, name="packed")
+    wp = T.placeholder((0,), ACC_DTYPE, name="packed")
     params, _ = _epilogue_params(spec)
     out = T.compute(spec.output_shape(n), lambda *i: T.const(0, spec.dtype), name=BLOCK_EPILOGUE)
     return Definition(spec, WeightForm("none"), (1,) * spec.rank, tuple([x, wp] + params), out,
@@ -477,14 +477,19 @@ def gemm_spec(spec: ConvTransposeSpec) -> ConvTransposeSpec:
         batch=1 if folded else None, dtype=spec.dtype)
 
 
-def _axis_terms(p: AxisPlan, o):
+def _axis_terms(p: AxisPlan, o, out_len):
     """[(j, t, valid)] of the input pixels ``j`` and taps ``t`` that reach output ``o`` on one
     axis: over the ``in_len`` inputs when there are fewer of them than taps per phase, else over
-    the ``taps`` of o's phase. ``j`` and ``t`` are clamped in range, so a load never strays."""
+    the ``taps`` of o's phase. ``j`` and ``t`` are clamped in range, so a load never strays.
+    Terms that no output ``0 <= o < out_len`` can use are left out: under a condition that never
+    holds, TVM's simplifier rewrites the clamped index into one outside the buffer."""
     f = o + p.pad_begin
     out = []
     if p.in_len <= p.taps:
         for j in range(p.in_len):
+            if not any(0 <= (x + p.pad_begin - j * p.s) <= (p.k - 1) * p.d and
+                       (x + p.pad_begin - j * p.s) % p.d == 0 for x in range(out_len)):
+                continue
             num = f - j * p.s
             t = T.floordiv(num, p.d)
             valid = T.all_of(num >= 0, T.floormod(num, p.d) == 0, t < p.k)
@@ -492,11 +497,29 @@ def _axis_terms(p: AxisPlan, o):
         return out
     rho = T.floormod(f, p.s)
     for m in range(p.taps):
+        if not any(_term_valid(p, x, m) for x in range(out_len)):
+            continue
         t, tap_ok = p.tap_expr(rho, m)
         j = p.input_index(o, m) - p.pad_lo
         valid = T.all_of(tap_ok, j >= 0, j < p.in_len)
         out.append((T.tmax(T.tmin(j, p.in_len - 1), 0), T.tmin(t, p.k - 1), valid))
     return out
+
+
+def _term_valid(p: AxisPlan, o, m) -> bool:
+    """Whether tap ``m`` of output ``o``'s phase reads a real input pixel (plain ints)."""
+    f = o + p.pad_begin
+    rho = f % p.s
+    if p.tap(rho, m) is None:
+        return False
+    j = f // p.s + p.e(rho) - m * p.sub_dilation
+    return 0 <= j < p.in_len
+
+
+def gather_reads_input(spec: ConvTransposeSpec) -> bool:
+    """Whether some output of the scatter form reads ``P`` on every axis (else every output
+    lies in padding past the full result, and the form has nothing to compute)."""
+    return all(_axis_terms(p, 0, n) for p, n in zip(axis_plans(spec), spec.out_spatial))
 
 
 def col2im_terms(spec: ConvTransposeSpec) -> int:
@@ -535,7 +558,8 @@ def _gemm_definition(spec, form, q_align):
     def epi_fn(*idx):
         b, os, co = (idx[0], idx[1:R + 1], idx[R + 1]) if cl else (idx[0], idx[2:], idx[1])
         v = T.const(0, ACC_DTYPE)
-        for combo in itertools.product(*[_axis_terms(p, o) for p, o in zip(plans, os)]):
+        terms = [_axis_terms(p, o, n_out) for p, o, n_out in zip(plans, os, spec.out_spatial)]
+        for combo in itertools.product(*terms):
             l, c = (b if folded else T.const(0, "int32")), T.const(0, "int32")
             for (j, t, _), p in zip(combo, plans):
                 l, c = l * p.in_len + j, c * p.k + t

@@ -64,6 +64,8 @@ class ScatterGemm(Rule):
                     f"{MAX_TERMS})")
         if not spec.is_empty and _p_bytes(spec) > _MAX_P_BYTES:
             return f"P would take {_p_bytes(spec) >> 20} MB (at most {_MAX_P_BYTES >> 20} MB)"
+        if not spec.is_empty and not C.gather_reads_input(spec):
+            return "every output lies in padding past the full result: no input reaches it"
         return super().decline(spec, info)
 
     def passes_over(self, spec, info):
