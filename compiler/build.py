@@ -66,7 +66,8 @@ def kernel_meta(kernel: BuiltKernel, bound_params: bool, post_activation=None) -
     spec = kernel.spec
     return {
         "kind": "kernel",
-        "schedule": {"rule": kernel.rule, "knobs": [k.to_dict() for k in kernel.knobs]},
+        "schedule": {"rule": kernel.rule, "knobs": [k.to_dict() for k in kernel.knobs],
+                     "knob_schema": schedules.KNOB_SCHEMA},
         "spec": spec.to_dict(), "spec_key": spec.key(),
         "args": ["x", *spec.param_names],
         "signature": signature(spec, bound_params, kernel.family != "cuda"),

@@ -29,7 +29,10 @@ def _key(spec, target) -> str:
     import tvm
     from convt import __version__
     from convt import artifact_format as F
-    blob = f"{spec.key()}|{target}|{__version__}|{tvm.__version__}|{F.FORMAT_VERSION}"
+    from convt.schedules import KNOB_SCHEMA
+    # KNOB_SCHEMA: kernels cached by earlier schedule layers (out-of-bounds writes) are not reused
+    blob = (f"{spec.key()}|{target}|{__version__}|{tvm.__version__}|{F.FORMAT_VERSION}|"
+            f"{KNOB_SCHEMA}")
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -158,8 +158,12 @@ def phase_extents(spec: ConvTransposeSpec, q_align=None) -> Tuple[int, ...]:
     ``q_align[axis]`` (a schedule's tiles and chunks: every split of the conv stage is exact, so
     no loop needs a bounds predicate that a later ``compute_at`` could drop)."""
     q_align = q_align or (1,) * spec.rank
-    return tuple(-(-(-(-o // s)) // a) * a
+    return tuple(_round_up(-(-o // s), a)
                  for o, s, a in zip(spec.out_spatial, spec.strides, q_align))
+
+
+def _round_up(n, multiple):
+    return -(-n // multiple) * multiple
 
 
 def axis_plans(spec: ConvTransposeSpec, q_align=None) -> Tuple[AxisPlan, ...]:
@@ -249,10 +253,10 @@ def pack_te(spec: ConvTransposeSpec, form: WeightForm = WeightForm()):
     R = spec.rank
     cin_g = spec.in_channels // spec.groups
     cout_g = spec.out_channels // spec.groups
-    B = form.block(spec) if form.kind != "none" else 1
     w = T.placeholder(spec.kernel_shape, spec.dtype, name="kernel")
     if form.kind == "none":   # nothing to pack: an empty buffer, no code on any device
         return w, T.compute((0,), lambda i: T.const(0, ACC_DTYPE), name=BLOCK_PACK)
+    B = form.block(spec)
     plans = axis_plans(spec)
 
     def gemm_fn(blk, *idx):   # (1 (rho), 1 (m), rci, c) with c = (t..., co)
@@ -477,28 +481,39 @@ def gemm_spec(spec: ConvTransposeSpec) -> ConvTransposeSpec:
         batch=1 if folded else None, dtype=spec.dtype)
 
 
+def _live_terms(p: AxisPlan, out_len):
+    """The input pixels ``j`` (when there are fewer of them than taps per phase) or the phase
+    taps ``m`` (else) of one axis that some output ``0 <= o < out_len`` reads (plain ints)."""
+    def reads(o, i):
+        f = o + p.pad_begin
+        if p.in_len <= p.taps:
+            num = f - i * p.s
+            return 0 <= num <= (p.k - 1) * p.d and num % p.d == 0
+        rho = f % p.s
+        j = f // p.s + p.e(rho) - i * p.sub_dilation
+        return p.tap(rho, i) is not None and 0 <= j < p.in_len
+
+    count = p.in_len if p.in_len <= p.taps else p.taps
+    return [i for i in range(count) if any(reads(o, i) for o in range(out_len))]
+
+
 def _axis_terms(p: AxisPlan, o, out_len):
     """[(j, t, valid)] of the input pixels ``j`` and taps ``t`` that reach output ``o`` on one
     axis: over the ``in_len`` inputs when there are fewer of them than taps per phase, else over
     the ``taps`` of o's phase. ``j`` and ``t`` are clamped in range, so a load never strays.
-    Terms that no output ``0 <= o < out_len`` can use are left out: under a condition that never
-    holds, TVM's simplifier rewrites the clamped index into one outside the buffer."""
+    Only the live terms (``_live_terms``): under a condition that never holds, TVM's simplifier
+    rewrites a clamped index into one outside the buffer."""
     f = o + p.pad_begin
     out = []
     if p.in_len <= p.taps:
-        for j in range(p.in_len):
-            if not any(0 <= (x + p.pad_begin - j * p.s) <= (p.k - 1) * p.d and
-                       (x + p.pad_begin - j * p.s) % p.d == 0 for x in range(out_len)):
-                continue
+        for j in _live_terms(p, out_len):
             num = f - j * p.s
             t = T.floordiv(num, p.d)
             valid = T.all_of(num >= 0, T.floormod(num, p.d) == 0, t < p.k)
             out.append((T.const(j, "int32"), T.tmax(T.tmin(t, p.k - 1), 0), valid))
         return out
     rho = T.floormod(f, p.s)
-    for m in range(p.taps):
-        if not any(_term_valid(p, x, m) for x in range(out_len)):
-            continue
+    for m in _live_terms(p, out_len):
         t, tap_ok = p.tap_expr(rho, m)
         j = p.input_index(o, m) - p.pad_lo
         valid = T.all_of(tap_ok, j >= 0, j < p.in_len)
@@ -506,20 +521,10 @@ def _axis_terms(p: AxisPlan, o, out_len):
     return out
 
 
-def _term_valid(p: AxisPlan, o, m) -> bool:
-    """Whether tap ``m`` of output ``o``'s phase reads a real input pixel (plain ints)."""
-    f = o + p.pad_begin
-    rho = f % p.s
-    if p.tap(rho, m) is None:
-        return False
-    j = f // p.s + p.e(rho) - m * p.sub_dilation
-    return 0 <= j < p.in_len
-
-
 def gather_reads_input(spec: ConvTransposeSpec) -> bool:
     """Whether some output of the scatter form reads ``P`` on every axis (else every output
     lies in padding past the full result, and the form has nothing to compute)."""
-    return all(_axis_terms(p, 0, n) for p, n in zip(axis_plans(spec), spec.out_spatial))
+    return all(_live_terms(p, n) for p, n in zip(axis_plans(spec), spec.out_spatial))
 
 
 def col2im_terms(spec: ConvTransposeSpec) -> int:

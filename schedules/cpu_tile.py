@@ -304,44 +304,58 @@ class RegisterTile(Rule):
         return C.define(spec, form_of(values), tile_align(spec, values))
 
     def schedule(self, sch, d, info, values):
-        spec = d.spec
         serial = values["serial"]
-        par_co, fused = values["par_co"], values["fused"]
         if not values["pad_at"]:
             schedule_pad(sch, d, serial)
         tile = tile_conv(sch, d, values)
-        epi = T.get_block(sch, C.BLOCK_EPILOGUE)
-        # channels_first: the tile's stores would scatter along channels (one element per
-        # cache line); each chunk's outputs go out row by row instead, after its last phase.
-        # Not in the fused form: TVM cannot bound the chunk's reads of (r, co) flattened; there
-        # the tile's scattered stores measured 1.8x faster than a separate pass (FCN, 27 MB).
-        per_chunk = spec.layout == "channels_first" and not par_co and not fused
-        # a 1D conv stage padded past the output: the epilogue is a pass of its own that drops
-        # the padding (a bounds test in every tile's write measured 2.5x slower, HiFi-GAN up2)
-        padded = spec.rank == 1 and d.q_align[0] > 1 and \
-            C.phase_extents(spec, d.q_align)[0] != C.phase_extents(spec)[0]
-        if padded and not per_chunk:
-            eloops = sch.get_loops(epi)
-            parallel(sch, eloops[:2], serial)
-        elif not per_chunk:
-            sch.reverse_compute_inline(epi)
+        per_chunk = place_epilogue(sch, d, values)
         par = sch.fuse(*tile.outer)
-        if values["pad_at"]:   # each task pads the input rows it reads, into cache
-            pad = T.get_block(sch, C.BLOCK_PAD)
-            sch.compute_at(pad, par, preserve_unit_loops=True)
-            if spec.layout == "channels_first":
-                inside = loops_inside(sch, pad, par)
-                transpose_pad(sch, pad, inside[-2], inside[-1])
+        if values["pad_at"]:
+            pad_in_task(sch, d, par)
         if per_chunk:
-            sch.reverse_compute_at(epi, par, preserve_unit_loops=True)
-            _, co, *os = loops_inside(sch, epi, par)   # n, channels, positions...
-            if len(os) > 1:   # one output row at a time: its source is in L1
-                sch.reorder(*os[:-1], co)
-            width = T.const_extent(sch, os[-1])
-            lanes = values["lanes"]
-            # a square spans whole phases (else its source region varies from square to square)
-            if lanes > 1 and width and width % lanes == 0 and lanes % spec.strides[-1] == 0:
-                transpose_rows(sch, epi, co, os[-1], lanes)
+            write_rows_per_chunk(sch, d, par, values["lanes"])
         if not serial:
             sch.parallel(par)
         finish_tile(sch, tile, values)
+
+
+def place_epilogue(sch, d, values) -> bool:
+    """The bias/activation epilogue: inlined into the tile's write-back; a parallel pass of its
+    own for a 1D conv stage padded past the output (a bounds test in every tile's write
+    measured 2.5x slower, HiFi-GAN up2); or, channels-first, left for ``write_rows_per_chunk``
+    (returns True): the tile's stores would scatter along channels, one element per cache
+    line. Not in the fused form: TVM cannot bound a chunk's reads of (r, co) flattened, and
+    there the tile's scattered stores measured 1.8x faster than a separate pass (FCN, 27 MB)."""
+    spec = d.spec
+    epi = T.get_block(sch, C.BLOCK_EPILOGUE)
+    if spec.layout == "channels_first" and not values["par_co"] and not values["fused"]:
+        return True
+    if spec.rank == 1 and C.phase_extents(spec, d.q_align) != C.phase_extents(spec):
+        parallel(sch, sch.get_loops(epi)[:2], values["serial"])
+    else:
+        sch.reverse_compute_inline(epi)
+    return False
+
+
+def pad_in_task(sch, d, par):
+    """Each parallel task pads the input rows it reads, into a buffer that stays in cache."""
+    pad = T.get_block(sch, C.BLOCK_PAD)
+    sch.compute_at(pad, par, preserve_unit_loops=True)
+    if d.spec.layout == "channels_first":
+        inside = loops_inside(sch, pad, par)
+        transpose_pad(sch, pad, inside[-2], inside[-1])
+
+
+def write_rows_per_chunk(sch, d, par, lanes):
+    """A channels-first chunk's outputs go out row by row after its last phase, each row while
+    its source is in L1, in ``lanes x lanes`` squares transposed in registers where a square
+    spans whole phases (else its source region varies from square to square)."""
+    spec = d.spec
+    epi = T.get_block(sch, C.BLOCK_EPILOGUE)
+    sch.reverse_compute_at(epi, par, preserve_unit_loops=True)
+    _, co, *os = loops_inside(sch, epi, par)   # n, channels, positions...
+    if len(os) > 1:
+        sch.reorder(*os[:-1], co)
+    width = T.const_extent(sch, os[-1])
+    if lanes > 1 and width and width % lanes == 0 and lanes % spec.strides[-1] == 0:
+        transpose_rows(sch, epi, co, os[-1], lanes)

@@ -75,7 +75,7 @@ class ThreadPerOutput(Rule):
 
     def schedule_pack(self, sch, d, info):
         if d.form.kind != "none":
-            _bind(sch, sch.get_loops(T.get_block(sch, C.BLOCK_PACK)), 128)
+            _bind(sch, sch.get_loops(Axes(sch, C.BLOCK_PACK, d.pack_roles).block), 128)
 
 
 RULES = [EmptyOutput(), ThreadPerOutput()]

@@ -14,6 +14,7 @@ from convt.compiler import compute as C
 from convt.compiler import tvm_api as T
 
 from .space import Knob, Space
+from .steps import Axes
 
 
 @dataclasses.dataclass
@@ -59,9 +60,8 @@ class Rule:
         """The weight-packing function runs once per constant kernel: simply parallel."""
         if d.form.kind == "none":
             return
-        blk = T.get_block(sch, C.BLOCK_PACK)
-        loops = sch.get_loops(blk)
-        sch.parallel(sch.fuse(loops[0], loops[1]) if len(loops) > 1 else loops[0])
+        ax = Axes(sch, C.BLOCK_PACK, d.pack_roles)
+        sch.parallel(sch.fuse(ax["blk"], sch.get_loops(ax.block)[1]))
 
     def point(self, spec, info, given=None) -> Dict[str, int]:
         """The knob values a build uses: ``given`` ones, the heuristic's for the rest."""
