@@ -14,7 +14,7 @@ from conftest import assert_close, run_spec, runs_here
 
 from convt import schedules
 from convt.compiler import tvm_api as T
-from convt.compiler.build import schedule
+from convt.compiler.build import build, schedule
 from convt.compiler.spec import ConvTransposeSpec
 from convt.compiler.targets import resolve
 from convt.frontends.keras_op import op_spec
@@ -61,10 +61,6 @@ CONTRACT_SPECS = {
 }
 
 
-def _lanes(values, target):
-    return values.get("lanes", 1)
-
-
 @pytest.mark.parametrize("target", list(TARGETS))
 @pytest.mark.parametrize("rule", RULE_NAMES)
 def test_rule_contract_on_every_target(rule, target, rng):
@@ -82,10 +78,9 @@ def test_rule_contract_on_every_target(rule, target, rng):
             assert y.shape == ref.shape, name
             assert_close(y, ref)
         else:
-            from convt.compiler.build import build
             kernel = build(spec, tgt, knobs)
         values = {k.name: k.value for k in kernel.knobs}
-        lanes = _lanes(values, tgt)
+        lanes = values.get("lanes", 1)
         if lanes >= 4:   # FMAs on registers of the vector's width
             asm = kernel.lib.inspect_source("asm")
             reg = {16: "%zmm", 8: "%ymm", 4: "%xmm"}[lanes]
