@@ -231,6 +231,15 @@ def relax_dtype(expr) -> str:
     return str(expr.ty.dtype)
 
 
+def main_outputs(mod) -> list:
+    """[(shape, dtype)] of what ``main`` returns (one tensor or a tuple): ints where static,
+    None where symbolic."""
+    ty = mod["main"].ret_ty
+    fields = list(ty.fields) if hasattr(ty, "fields") else [ty]
+    return [([int(d) if isinstance(d, tirx.IntImm) else None for d in f.shape.values],
+             str(f.dtype)) for f in fields]
+
+
 def params_fed_only_to(mod, prefix: str) -> set:
     """Names of ``main``'s parameters used nowhere but as arguments of ``call_tir`` into PrimFuncs
     named ``prefix...`` (convt's kernels, which accept element-aligned data; TVM's own kernels

@@ -1,19 +1,28 @@
-"""Whole ONNX models: read and check the model, fold ConvTranspose chains, import the graph with
-TVM's Relax importer while every ConvTranspose is converted into a convt kernel call.
+"""Whole ONNX models: read and check the model, fold its shape subgraphs, fold ConvTranspose
+chains, import the graph with TVM's Relax importer while every ConvTranspose is converted into a
+convt kernel call.
 
-Everything that can be wrong with the model is reported (``OnnxError``, naming the node or
-input and the rule) before any code is compiled.
+Acceptance is onnxruntime's: ``onnx.checker`` is stricter than the runtimes users compare
+against (it wants a shape on every graph output), so its complaints about a model onnxruntime
+loads are a warning. Everything that can be wrong with the model is reported (``OnnxError``,
+naming the node or input and the rule) before any code is compiled.
 """
 from __future__ import annotations
 
 import os
+import warnings
 
-import numpy as np
 import onnx
 from onnx import helper
 
+from .onnx_fold import (OnnxWarning, fold_probing_batch, fold_shapes, onnxruntime_refusal,
+                        open_batch_inputs)
 from .onnx_fuse import fuse, tensor_dims
 from .onnx_node import OnnxError, attr_text, resolve
+
+
+class ImporterError(OnnxError):
+    """TVM's importer failed on a model convt's own checks passed."""
 
 
 def read_model(source) -> onnx.ModelProto:
@@ -38,7 +47,13 @@ def read_model(source) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except Exception as err:  # noqa: BLE001  (onnx raises ValidationError and friends)
-        raise OnnxError(f"malformed ONNX model {_shown(source)}: {err}") from None
+        problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        refusal = onnxruntime_refusal(model)
+        if refusal is not None:
+            raise OnnxError(f"malformed ONNX model {_shown(source)}: onnxruntime: {refusal}; "
+                            f"onnx.checker: {problem}") from None
+        warnings.warn(OnnxWarning(f"onnx.checker: {problem}; onnxruntime loads the model, "
+                                  f"so convt compiles it"), stacklevel=3)
     return model
 
 
@@ -69,7 +84,8 @@ def check_ops(model, importable: set):
 
 def graph_inputs(model, input_shapes=None):
     """[(name, shape, dtype)] of the real inputs (initializers excluded); open dims keep their
-    ``dim_param`` name (or None) unless ``input_shapes`` fixes them."""
+    ``dim_param`` name (or None) unless ``input_shapes`` fixes them (None there leaves a dim
+    open)."""
     if input_shapes is not None and not hasattr(input_shapes, "items"):
         raise OnnxError(f"input_shapes must be a dict {{input name: shape}}, got "
                         f"{type(input_shapes).__name__}")
@@ -84,14 +100,14 @@ def graph_inputs(model, input_shapes=None):
             raise OnnxError(f"input {vi.name!r} is not a tensor")
         shape = tensor_dims(t)
         if vi.name in input_shapes:
-            given = [int(v) for v in input_shapes.pop(vi.name)]
+            given = [None if v is None else int(v) for v in input_shapes.pop(vi.name)]
             if len(given) != len(shape) or any(
-                    isinstance(d, int) and d != g for d, g in zip(shape, given)):
+                    isinstance(d, int) and g is not None and d != g for d, g in zip(shape, given)):
                 raise OnnxError(f"input_shapes[{vi.name!r}] = {given} does not fit the model's "
                                 f"shape {shape}")
-            if min(given) <= 0:
+            if any(g is not None and g <= 0 for g in given):
                 raise OnnxError(f"input_shapes[{vi.name!r}] = {given} must be positive")
-            shape = given
+            shape = [d if g is None else g for d, g in zip(shape, given)]
         found.append((vi.name, shape, str(helper.tensor_dtype_to_np_dtype(t.elem_type))))
     if input_shapes:
         raise OnnxError(f"input_shapes names {sorted(input_shapes)}, which are not model inputs "
@@ -147,25 +163,30 @@ def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilog
     target = resolve_target(target)  # a bad target fails here, not inside the importer
     model = read_model(model)
     opset = model_opset(model)
-    check_ops(model, T.onnx_importable_ops())
     inputs = graph_inputs(model, input_shapes)
-    model, report = fuse(model, opset, enabled=fuse_epilogues)
-    report = report if fuse_epilogues else []
-    converter = _ConvTransposeConverter(target, knobs, T)
-    # fully known shapes are passed on; open dims stay the importer's symbolic variables
-    shape_dict = {n: s for n, s, _ in inputs if all(isinstance(d, int) for d in s)}
     try:
-        mod = T.import_onnx(model, shape_dict, {n: d for n, _, d in inputs},
-                            {"ConvTranspose": converter})
+        folded = fold_shapes(model, inputs)
     except OnnxError:
+        # onnxruntime refuses it: convt's own checks name the op or node where they can
+        check_ops(model, T.onnx_importable_ops())
+        _import(model, opset, inputs, _ConvTransposeConverter(target, knobs, T), T, False)
         raise
-    except Exception as err:  # noqa: BLE001  (TVM's converters raise anything)
-        raise OnnxError(f"TVM's ONNX importer failed: {type(err).__name__}: "
-                        f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-                        ) from None
+    check_ops(folded, T.onnx_importable_ops())
+    converter = _ConvTransposeConverter(target, knobs, T)
+    try:
+        mod, report = _import(folded, opset, inputs, converter, T, fuse_epilogues)
+    except ImporterError:
+        if not open_batch_inputs(inputs):
+            raise
+        # what holds the open batch stays computed and the importer cannot take it
+        folded, inputs = fold_probing_batch(model, inputs)
+        converter = _ConvTransposeConverter(target, knobs, T)
+        mod, report = _import(folded, opset, inputs, converter, T, fuse_epilogues)
+    names = [o.name for o in folded.graph.output]
     signature = {
         "inputs": [{"name": n, "shape": s, "dtype": d, "layout": None} for n, s, d in inputs],
-        "outputs": [_output_entry(o) for o in model.graph.output],
+        "outputs": [{"name": n, "shape": s, "dtype": d, "layout": None}
+                    for n, (s, d) in zip(names, T.main_outputs(mod))],
     }
     if schedules.describe(target).family != "cuda":   # host kernels read callers' arrays as is
         from convt.compiler.relax_wrap import KERNEL_PREFIX
@@ -176,8 +197,18 @@ def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilog
     return mod, signature, {"fusions": report, "kernels": converter.specs}
 
 
-def _output_entry(vi):
-    t = vi.type.tensor_type
-    dtype = helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else np.float32
-    return {"name": vi.name, "dtype": str(np.dtype(dtype)),
-            "shape": tensor_dims(t), "layout": None}
+def _import(model, opset, inputs, converter, T, fuse_epilogues):
+    """(Relax module, fusion report) from TVM's importer with ``converter`` for ConvTranspose."""
+    model, report = fuse(model, opset, enabled=fuse_epilogues)
+    # fully known shapes are passed on; open dims stay the importer's symbolic variables
+    shape_dict = {n: s for n, s, _ in inputs if all(isinstance(d, int) for d in s)}
+    try:
+        mod = T.import_onnx(model, shape_dict, {n: d for n, _, d in inputs},
+                            {"ConvTranspose": converter})
+    except OnnxError:
+        raise
+    except Exception as err:  # noqa: BLE001  (TVM's converters raise anything)
+        raise ImporterError(f"TVM's ONNX importer failed: {type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                        ) from None
+    return mod, (report if fuse_epilogues else [])

@@ -128,8 +128,12 @@ def onnx_attrs(draw):
             attrs["pads"] = pb + pe
     elif how == "auto":
         attrs["auto_pad"] = draw(st.sampled_from(["SAME_UPPER", "SAME_LOWER", "VALID"]))
-    else:
-        attrs["output_shape"] = [draw(st.integers(max(1, f - 3), f)) for f in full]
+    else:   # with SAME_* the split of an odd total moves; past ``full`` it appends zeros
+        attrs["output_shape"] = [draw(st.integers(max(1, f - 3), f + ss - 1))
+                                 for f, ss in zip(full, s)]
+        auto = draw(st.sampled_from([None, None, "SAME_UPPER", "SAME_LOWER"]))
+        if auto:
+            attrs["auto_pad"] = auto
     if draw(st.booleans()):
         attrs["kernel_shape"] = list(k)
     return (n, cin, *sp), (cin, cout_g, *k), attrs, draw(st.booleans())

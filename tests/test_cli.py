@@ -53,6 +53,21 @@ def test_onnx_compile_run_matches_onnxruntime(onnx_artifact, tmp_path, rng):
                                rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("dims,batches", [("N,16,1,1", (1, 3)), ("4,16,1,1", (4,))])
+def test_input_shape_may_leave_the_batch_open(tmp_path, rng, dims, batches):
+    import onnxruntime as ort
+    out = tmp_path / "m.convt"
+    assert main(["compile", MODEL, "--input-shape", f"z={dims}", "-o", str(out)]) == 0
+    sess = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
+    for batch in batches:
+        x = rng.standard_normal((batch, 16, 1, 1)).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        assert main(["run", str(out), "--input", f"z={tmp_path / 'x.npy'}",
+                     "--output", str(tmp_path / "y.npy")]) == 0
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), sess.run(None, {"z": x})[0],
+                                   rtol=1e-3, atol=1e-3)
+
+
 def test_inspect_and_verify(onnx_artifact, capsys):
     assert main(["inspect", str(onnx_artifact)]) == 0
     text = capsys.readouterr().out

@@ -5,7 +5,8 @@
   target; arm and cuda: built here, run under emulation or on a GPU by their own tests);
 * the Keras op and layers, with random valid arguments, against the float64 oracle that
   derives Keras' padding the way Keras' JAX backend does;
-* ONNX ConvTranspose nodes with random attributes, against onnxruntime.
+* ONNX ConvTranspose nodes with random attributes, against onnxruntime and the float64 reading
+  of the operator text.
 
 ``CONVT_FUZZ=long`` runs the long profile (``strategies.EXAMPLES``).
 """
@@ -16,8 +17,9 @@ import pytest
 from conftest import assert_close, run_spec
 from hypothesis import given
 from hypothesis import strategies as st
+from onnx import numpy_helper
 from onnx_util import conv_transpose_model, ort_run
-from reference import activation_reference, keras_reference
+from reference import activation_reference, keras_reference, onnx_node_reference
 from strategies import fuzz_settings, keras_layer_args, keras_op_args, onnx_attrs, specs
 
 import convt
@@ -114,3 +116,6 @@ def test_onnx_nodes_with_random_attributes(case, seed):
     got = convt.compile(model)(**feeds)
     assert got.shape == expected.shape
     assert_close(got, expected)
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    ref = onnx_node_reference(feeds["x"], weights["w"], weights.get("b"), attrs)
+    assert_close(got, ref)      # the second oracle: the operator text, in float64

@@ -3,7 +3,8 @@
 
 ``scatter_conv_transpose`` is the scatter form: input element ``j`` adds ``x[j] * w[t]`` at full
 position ``j*s + t*d``; the result is then cropped by explicit pads and extended by
-output_padding. ``keras_pads`` derives Keras' crops the way Keras' JAX backend does (padding of a
+output_padding. ``onnx_node_reference`` reads a ConvTranspose node's attributes as the ONNX
+operator text states them, as a window into the full result. ``keras_pads`` derives Keras' crops the way Keras' JAX backend does (padding of a
 stride-1 conv over the zero-dilated input), not the way convt does.
 """
 import itertools
@@ -105,6 +106,48 @@ def scatter_conv_transpose(x, w, strides, dilation, pads_begin, pads_end, output
     if channels_last:
         out = np.moveaxis(out, 1, -1)
     return out
+
+
+def onnx_node_reference(x, w, b, attrs):
+    """One ONNX ConvTranspose node (x: (N, C, *sp), w: (C, O/g, *k), attributes as Python
+    values) in float64: the full result ``(i-1)*s + (k-1)*d + 1 + output_padding`` long, read
+    through a window of the output's length. The window starts at ``pads`` begin, or, with
+    ``output_shape`` (spatial sizes), after the total ``full - out`` split as the operator text
+    says (the odd unit at the end for SAME_UPPER, at the beginning otherwise); SAME_* without it
+    ask for ``i*s`` and never pad. Where the text is silent, onnxruntime: a window longer than
+    the full result reads zeros past its end."""
+    rank = x.ndim - 2
+    sp, k = x.shape[2:], w.shape[2:]
+    s = list(attrs.get("strides", [1] * rank))
+    d = list(attrs.get("dilations", [1] * rank))
+    op = list(attrs.get("output_padding", [0] * rank))
+    auto = attrs.get("auto_pad", "NOTSET")
+    zero = [0] * rank
+    y = scatter_conv_transpose(x, w, s, d, zero, zero, op, attrs.get("group", 1))
+    full = y.shape[2:]
+    starts, lengths = [], []
+    for i in range(rank):
+        if "output_shape" in attrs:
+            out = attrs["output_shape"][i]
+            total = full[i] - out
+            start = (total // 2 if auto == "SAME_UPPER" else total - total // 2) if total > 0 else 0
+        elif auto in ("SAME_UPPER", "SAME_LOWER"):
+            total = max(0, full[i] - sp[i] * s[i])
+            start = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            out = full[i] - total
+        elif auto == "VALID" or "pads" not in attrs:
+            start, out = 0, full[i]
+        else:
+            start, out = attrs["pads"][i], full[i] - attrs["pads"][i] - attrs["pads"][rank + i]
+        starts.append(start)
+        lengths.append(out)
+    window = np.zeros(y.shape[:2] + tuple(lengths))
+    part = tuple(slice(st, min(st + n, f)) for st, n, f in zip(starts, lengths, full))
+    window[(slice(None), slice(None)) + tuple(slice(0, p.stop - p.start) for p in part)] = \
+        y[(slice(None), slice(None)) + part]
+    if b is not None:
+        window += np.asarray(b, np.float64).reshape((-1,) + (1,) * rank)
+    return window
 
 
 def keras_pads(kernel, strides, dilation, padding, output_padding):
