@@ -233,11 +233,23 @@ def relax_dtype(expr) -> str:
 
 def main_outputs(mod) -> list:
     """[(shape, dtype)] of what ``main`` returns (one tensor or a tuple): ints where static,
-    None where symbolic."""
+    None where symbolic (every dim, where only the rank is known; no dim, where not even that)."""
     ty = mod["main"].ret_ty
     fields = list(ty.fields) if hasattr(ty, "fields") else [ty]
-    return [([int(d) if isinstance(d, tirx.IntImm) else None for d in f.shape.values],
-             str(f.dtype)) for f in fields]
+    return [([int(d) if isinstance(d, tirx.IntImm) else None for d in f.shape.values]
+             if f.shape is not None else [None] * max(int(f.ndim), 0), str(f.dtype))
+            for f in fields]
+
+
+def unknown_shapes(mod) -> list:
+    """The bindings of ``main`` whose tensor shape TVM could not work out (shown as text): its
+    CPU lowering refuses them ("emit_te now only supports Tensor that has ShapeExpr shape")."""
+    found = []
+    for block in mod["main"].body.blocks:
+        for b in block.bindings:
+            if isinstance(b.var.ty, relax.TensorType) and b.var.ty.shape is None:
+                found.append(str(b.value))
+    return found
 
 
 def params_fed_only_to(mod, prefix: str) -> set:

@@ -26,7 +26,8 @@ from .onnx_node import OnnxError
 # convt folds a ConvTranspose's epilogue itself (in float64, reported as fusions); onnxruntime's
 # float32 versions of those rewrites are switched off
 KEPT_EPILOGUES = ["ConvBNFusion", "ConvAddFusion", "ConvMulFusion"]
-PROBE_BATCHES = (2, 3)   # not 1: an exporter or optimizer may treat a batch of 1 specially
+PROBE_BATCHES = (2, 3)
+MAX_ROUNDS = 4           # of known dims -> constants -> onnxruntime's folding   # not 1: an exporter or optimizer may treat a batch of 1 specially
 STATIC_BATCH = 1         # the batch a batch-dependent model is compiled for
 
 
@@ -135,8 +136,14 @@ def fold_shapes(model: onnx.ModelProto, inputs: list) -> onnx.ModelProto:
     """``model`` folded for ``inputs`` = [(name, shape, dtype)] as the compile will see them
     (ints where fixed; a str or None where open). Reads of known dims are constants first, so
     with an open batch only what really holds the batch stays computed at run time."""
-    shaped = with_input_dims(model, {name: list(shape) for name, shape, _ in inputs})
-    return _optimized(_known_dims_as_constants(shaped))
+    dims = {name: list(shape) for name, shape, _ in inputs}
+    folded = _optimized(_known_dims_as_constants(with_input_dims(model, dims)))
+    for _ in range(MAX_ROUNDS - 1):   # shape inference sees through what was just folded
+        again = _optimized(_known_dims_as_constants(with_input_dims(folded, dims)))
+        if len(again.graph.node) >= len(folded.graph.node):
+            break
+        folded = again
+    return folded
 
 
 def fold_probing_batch(model: onnx.ModelProto, inputs: list):
@@ -165,6 +172,17 @@ def fold_probing_batch(model: onnx.ModelProto, inputs: list):
     fixed = {n: [STATIC_BATCH] + dims[n][1:] for n in open_batch}
     folded = _optimized(with_input_dims(model, {**dims, **fixed}))
     return folded, [(n, fixed.get(n, s), d) for n, s, d in inputs]
+
+
+def _names_read(nodes) -> set:
+    """Every tensor name ``nodes`` read, in their subgraphs (If, Loop, Scan) too."""
+    read = set()
+    for n in nodes:
+        read.update(n.input)
+        for a in n.attribute:
+            for g in [a.g] if a.HasField("g") else list(a.graphs):
+                read |= _names_read(g.node)
+    return read
 
 
 def _known_dims_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -213,6 +231,8 @@ def _known_dims_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     kept = [n for n in out.graph.node if not (len(n.output) == 1 and n.output[0] in known)]
+    read = _names_read(kept) | {o.name for o in out.graph.output}
+    kept = [n for n in kept if n.op_type != "Shape" or n.output[0] in read]   # now unread
     del out.graph.node[:]
     out.graph.node.extend(kept)
     out.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in known.items())

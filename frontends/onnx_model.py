@@ -211,4 +211,8 @@ def _import(model, opset, inputs, converter, T, fuse_epilogues):
         raise ImporterError(f"TVM's ONNX importer failed: {type(err).__name__}: "
                         f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
                         ) from None
+    unknown = T.unknown_shapes(mod)
+    if unknown:
+        raise ImporterError(f"TVM's ONNX importer leaves {len(unknown)} tensors of unknown shape "
+                            f"(first: {unknown[0][:80]}); give input_shapes")
     return mod, (report if fuse_epilogues else [])

@@ -117,7 +117,7 @@ def onnx_node_reference(x, w, b, attrs):
     ask for ``i*s`` and never pad. Where the text is silent, onnxruntime: a window longer than
     the full result reads zeros past its end."""
     rank = x.ndim - 2
-    sp, k = x.shape[2:], w.shape[2:]
+    sp = x.shape[2:]
     s = list(attrs.get("strides", [1] * rank))
     d = list(attrs.get("dilations", [1] * rank))
     op = list(attrs.get("output_padding", [0] * rank))
