@@ -7,9 +7,11 @@ onnxruntime's offline optimizer (level BASIC: constant folding and redundant-nod
 standard ONNX ops only) folds them. onnxruntime is the runtime users compare against, so loading
 the model there is also the acceptance test: a model it refuses is refused here too.
 
-An open batch is kept open: reads of the known dims of a shape are constants first, so what
-stays computed at run time holds the batch and TVM's importer takes it as a symbolic shape.
-Where the importer cannot (a Pad whose pads hold the batch), the model is folded twice, with
+An open batch is kept open: reads of the known dims of a shape are constants first (onnxruntime
+folds a Shape only when every dim is known), then onnxruntime folds, in rounds while shape
+inference sees further through what was folded, so what stays computed at run time holds the
+batch and TVM's importer takes it as a symbolic shape. Where the importer cannot (a Pad whose
+pads hold the batch, a tensor whose shape it cannot work out), the model is folded twice, with
 two probe batches; if the two results are the same graph, the batch is still open; where they
 differ, a folded constant holds the batch and the batch is fixed (one warning says so).
 """
@@ -26,8 +28,8 @@ from .onnx_node import OnnxError
 # convt folds a ConvTranspose's epilogue itself (in float64, reported as fusions); onnxruntime's
 # float32 versions of those rewrites are switched off
 KEPT_EPILOGUES = ["ConvBNFusion", "ConvAddFusion", "ConvMulFusion"]
-PROBE_BATCHES = (2, 3)
-MAX_ROUNDS = 4           # of known dims -> constants -> onnxruntime's folding   # not 1: an exporter or optimizer may treat a batch of 1 specially
+PROBE_BATCHES = (2, 3)   # not 1: an exporter or optimizer may treat a batch of 1 specially
+MAX_ROUNDS = 4           # of known dims -> constants -> onnxruntime's folding
 STATIC_BATCH = 1         # the batch a batch-dependent model is compiled for
 
 
