@@ -21,7 +21,7 @@ BUDGET_S = {
     "test_fuzz.py": 240, "test_rules.py": 300, "test_x86_paths.py": 120, "test_grid.py": 90,
     "test_cli.py": 90, "test_onnx_pytorch.py": 60, "test_onnx_fusion.py": 60,
     "test_onnx_nodes.py": 60, "test_keras_fixtures.py": 90, "test_artifact.py": 60,
-    "test_threads.py": 60, "test_models.py": 240, "test_suite_layers.py": 1800,
+    "test_threads.py": 60, "test_models.py": 300, "test_suite_layers.py": 1800,
 }
 DEFAULT_BUDGET_S = 45
 SLOW = os.environ.get("CONVT_SLOW") == "1"
