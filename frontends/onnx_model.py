@@ -209,8 +209,8 @@ def _import(model, opset, inputs, converter, T, fuse_epilogues):
         raise
     except Exception as err:  # noqa: BLE001  (TVM's converters raise anything)
         raise ImporterError(f"TVM's ONNX importer failed: {type(err).__name__}: "
-                        f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-                        ) from None
+                            f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                            ) from None
     unknown = T.unknown_shapes(mod)
     if unknown:
         raise ImporterError(f"TVM's ONNX importer leaves {len(unknown)} tensors of unknown shape "
