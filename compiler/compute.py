@@ -54,6 +54,7 @@ class AxisPlan:
     s: int
     d: int
     pad_begin: int
+    cs: int = 1   # conv_strides: output o reads the stride-1 result at o*cs (s == 1 only)
 
     @property
     def g(self):
@@ -100,7 +101,7 @@ class AxisPlan:
 
     def _input_range(self):
         lo, hi = None, None
-        first, last = self.pad_begin, self.pad_begin + self.out_len - 1
+        first, last = self.pad_begin, self.pad_begin + (self.out_len - 1) * self.cs
         for rho in range(self.s):
             fmin = first + (rho - first) % self.s
             if fmin > last:
@@ -132,7 +133,7 @@ class AxisPlan:
         return out
 
     def input_index(self, o, m):
-        f = o + self.pad_begin
+        f = o * self.cs + self.pad_begin
         if self.s == 1:
             return f - m * self.d + self.pad_lo
         rho = T.floormod(f, self.s)
@@ -168,9 +169,9 @@ def _round_up(n, multiple):
 
 def axis_plans(spec: ConvTransposeSpec, q_align=None) -> Tuple[AxisPlan, ...]:
     """Per-axis plans over the conv stage's (phase-rounded) output extent."""
-    return tuple(AxisPlan(i, q * s, k, s, d, pb) for i, q, k, s, d, pb in zip(
+    return tuple(AxisPlan(i, q * s, k, s, d, pb, c) for i, q, k, s, d, pb, c in zip(
         spec.in_spatial, phase_extents(spec, q_align), spec.kernel, spec.strides, spec.dilation,
-        spec.pads_begin))
+        spec.pads_begin, spec.conv_strides))
 
 
 def can_fuse(spec: ConvTransposeSpec) -> bool:
@@ -436,7 +437,8 @@ def _conv_stage(spec, plans, xp, form, n, q_align):
         qs, c = rest[:R], rest[R]
         co = T.floormod(c, spec.out_channels)
         ci = rci if spec.groups == 1 else T.floordiv(co, cout_g) * cin_g + rci
-        js = [q + p.offset - m * p.sub_dilation + p.pad_lo for q, m, p in zip(qs, rms, plans)]
+        js = [q * p.cs + p.offset - m * p.sub_dilation + p.pad_lo
+              for q, m, p in zip(qs, rms, plans)]
         w = wp[(T.floordiv(c, B), *rms, rci, T.floormod(c, B))]
         return T.te_sum(xp[(b, *js, ci)] * w, axis=[rci, *rms])
 

@@ -11,6 +11,18 @@ from .relax_wrap import KERNEL_PREFIX
 from .targets import resolve
 
 
+def graph_schedule(target):
+    """What schedules a model's PrimFuncs that are not convt kernels, for ``target`` (None:
+    TVM's default pipeline, which applies dlight's GPU rules on CUDA)."""
+    from convt import schedules
+    from convt.schedules import cpu_graph
+
+    info = schedules.describe(target)
+    if info.family == "cuda":
+        return None
+    return lambda func: cpu_graph.schedule_func(func, info)
+
+
 class GraphModule:
     """``mod(x)``, ``mod(*xs)``, ``mod(**{name: x})``: one output as an array, several as a
     tuple. ``fusions`` lists ``(node, [absorbed op types])``; ``kernels`` ``(node, spec)``."""
@@ -27,7 +39,9 @@ class GraphModule:
         self.fusions = info["fusions"]
         self.kernels = info["kernels"]
         t0 = time.perf_counter()
-        self.executable = T.build_relax(relax_mod, self.target)
+        self.rules = {}   # PrimFunc name -> the rule that scheduled it (convt.rule)
+        self.executable = T.build_relax(relax_mod, self.target, graph_schedule(self.target),
+                                        self.rules)
         self.compile_seconds = time.perf_counter() - t0
         self._runner = None
 

@@ -20,8 +20,10 @@ def emit_call(bb, spec, args, batch, target="x86", knobs=None, funcs=None):
     if known is None:
         done = schedule(spec, target, knobs)
         name = f"{KERNEL_PREFIX}{len(funcs)}_{spec.rank}d"
-        pack_gv, main_gv = (bb.add_func(done.funcs[part].with_attr("global_symbol", sym), sym)
-                            for part, sym in (("pack", name + "_pack"), ("main", name)))
+        pack_gv, main_gv = (
+            bb.add_func(T.mark_scheduled(done.funcs[part], done.rule).with_attr(
+                "global_symbol", sym), sym)
+            for part, sym in (("pack", name + "_pack"), ("main", name)))
         known = funcs[spec.key()] = (pack_gv, main_gv, done.definition.packed_shape)
     pack_gv, main_gv, packed_as = known
     x, kernel, *rest = args

@@ -37,7 +37,9 @@ class ConvTransposeSpec:
     """One transposed convolution, fully resolved.
 
     ``in_channels``/``out_channels`` are totals; ``groups`` splits both. ``batch`` is an int or
-    ``None`` (symbolic: the compiled module accepts any batch size). ``activation`` names an
+    ``None`` (symbolic: the compiled module accepts any batch size). ``conv_strides`` (with
+    ``strides`` 1) makes it a strided forward convolution with a flipped kernel
+    (``frontends.onnx_forward``). ``activation`` names an
     elementwise activation from :mod:`convt.compiler.activations`, applied after the bias, with
     ``activation_args`` (e.g. LeakyRelu's alpha); ``"prelu"`` adds a per-channel slope input.
     """
@@ -59,11 +61,14 @@ class ConvTransposeSpec:
     bias: bool = False
     activation: str = "linear"
     activation_args: Tuple[float, ...] = ()
+    conv_strides: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self):
         rank = len(self.kernel)
+        if self.conv_strides is None:
+            object.__setattr__(self, "conv_strides", (1,) * rank)
         for name in ("in_spatial", "kernel", "strides", "dilation", "pads_begin", "pads_end",
-                     "output_padding"):
+                     "output_padding", "conv_strides"):
             object.__setattr__(self, name, _ints(name, getattr(self, name), rank))
         object.__setattr__(self, "activation_args", tuple(float(a) for a in self.activation_args))
         self.validate()
@@ -75,7 +80,7 @@ class ConvTransposeSpec:
         rank = self.rank
         if rank not in (1, 2, 3):
             raise SpecError(f"rank {rank} is not supported: 1, 2 or 3 spatial axes")
-        for name in ("in_spatial", "kernel", "strides", "dilation"):
+        for name in ("in_spatial", "kernel", "strides", "dilation", "conv_strides"):
             if any(v <= 0 for v in getattr(self, name)):
                 raise SpecError(f"{name} {getattr(self, name)} must be positive on every axis")
         for name in ("pads_begin", "pads_end", "output_padding"):
@@ -103,6 +108,11 @@ class ConvTransposeSpec:
         if len(self.activation_args) not in counts:
             raise SpecError(f"activation {self.activation!r} takes {' or '.join(map(str, counts))}"
                             f" arguments, got activation_args {self.activation_args}")
+        if any(c != 1 for c in self.conv_strides) and (
+                any(v != 1 for v in self.strides) or any(self.output_padding)):
+            raise SpecError(f"conv_strides {self.conv_strides} (a forward convolution's) need "
+                            f"strides 1 and output_padding 0, got {self.strides} and "
+                            f"{self.output_padding}")
         if any(v < 0 for v in self.out_spatial):
             raise SpecError(
                 f"output spatial shape {self.out_spatial} must not be negative: pads_begin "
@@ -124,8 +134,12 @@ class ConvTransposeSpec:
 
     @property
     def out_spatial(self) -> Tuple[int, ...]:
-        return tuple(f + op - pb - pe for f, op, pb, pe in
-                     zip(self.full_spatial, self.output_padding, self.pads_begin, self.pads_end))
+        """The cropped scatter result; with ``conv_strides`` every ``c``-th entry of it (a
+        forward convolution: output ``o`` reads the stride-1 result at ``o*c``)."""
+        return tuple((n - 1) // c + 1 if n > 0 else n for n, c in zip(
+            (f + op - pb - pe for f, op, pb, pe in zip(
+                self.full_spatial, self.output_padding, self.pads_begin, self.pads_end)),
+            self.conv_strides))
 
     @property
     def is_empty(self) -> bool:

@@ -14,6 +14,7 @@ from tvm.target import Target, codegen  # noqa: F401
 
 Schedule = s_tir.Schedule
 ScheduleError = s_tir.ScheduleError
+TVMError = RuntimeError   # what TVM's FFI raises (InternalError, ScheduleError) derives from it
 
 # TE / TIR expression helpers used by compute.py and activations.py
 var = te.var
@@ -117,6 +118,27 @@ def get_block(sch, name):
     return sch.get_sblock(name)
 
 
+def find_block(sch, name):
+    """The block named ``name``, or None where scheduling removed it (inlined)."""
+    try:
+        return sch.get_sblock(name)
+    except (ScheduleError, TVMError):
+        return None
+
+
+def root_block(sch):
+    return sch.get_sblock(sch.mod["main"].body.block.name_hint)
+
+
+def block_name(sch, block) -> str:
+    return sch.get(block).name_hint
+
+
+def block_kinds(sch, block) -> str:
+    """The block's iterators as one letter each: S spatial, R reduction, O anything else."""
+    return "".join({0: "S", 2: "R"}.get(int(iv.iter_type), "O") for iv in sch.get(block).iter_vars)
+
+
 def const_extent(sch, loop):
     """A loop's extent as an int, or None when it is symbolic."""
     ext = sch.get(loop).extent
@@ -153,11 +175,56 @@ def build_tir(mod, target: Target):
         return tvm.tirx.build(mod, target=target)
 
 
-def build_relax(mod, target: Target):
+def build_relax(mod, target: Target, schedule_func=None, rules_out=None):
     """Compile a Relax module; constant subexpressions (weight packing of constant kernels) are
-    evaluated first, on this host."""
+    evaluated first, on this host. ``schedule_func(prim_func) -> (scheduled, rule name)``
+    gives the module convt's own pipeline (``graph_pipeline``, which fills ``rules_out``);
+    without it TVM's default runs."""
     with _build_context():
-        return tvm.compile(relax.transform.FoldConstant()(mod), target=target)
+        if schedule_func is None:
+            return tvm.compile(relax.transform.FoldConstant()(mod), target=target)
+        return tvm.compile(mod, target=target,
+                           relax_pipeline=graph_pipeline(schedule_func, rules_out))
+
+
+def mark_scheduled(func, rule: str):
+    """A PrimFunc that fusion leaves alone (opaque) and scheduling passes over, named by rule."""
+    return func.with_attr("op_pattern", 8).with_attr("tirx.is_scheduled", True) \
+        .with_attr("convt.rule", rule)
+
+
+def graph_pipeline(schedule_func, rules_out=None):
+    """convt's Relax pipeline for CPU targets. TVM 0.27's default one (``tvm.compile``) only
+    legalizes and lowers: no fusion, and no schedule for anything. This one fuses (FuseOps,
+    FuseTIR) and then gives every PrimFunc not yet scheduled (convt's kernels are, see
+    ``mark_scheduled``) the schedule of ``schedule_func``, recording its rule as ``convt.rule``.
+    Reshapes become views before scheduling (``RewriteDataflowReshape`` reads the unscheduled
+    pattern). Our own module pass rather than dlight's ``ApplyDefaultSchedule``, which cannot
+    record which rule won. ``rules_out`` gets ``{PrimFunc name: convt.rule or None}``."""
+    rules_out = {} if rules_out is None else rules_out
+
+    @tvm.transform.module_pass(opt_level=0, name="ConvtScheduleGraph")
+    def schedule_all(mod, _ctx):
+        for gv, func in list(mod.functions_items()):
+            if not isinstance(func, tirx.PrimFunc):
+                continue
+            attrs = dict(func.attrs) if func.attrs else {}
+            if not int(attrs.get("tirx.is_scheduled", 0)):
+                done, rule = schedule_func(func)
+                mod[gv] = done.with_attr("tirx.is_scheduled", True).with_attr("convt.rule", rule)
+                attrs["convt.rule"] = rule
+            rules_out[gv.name_hint] = attrs.get("convt.rule")
+        return mod
+
+    rt = relax.transform
+    return tvm.transform.Sequential([
+        relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(),
+        rt.LegalizeOps(), rt.AnnotateTIROpPattern(), rt.FoldConstant(), rt.FuseOps(),
+        rt.FuseTIR(), rt.RewriteDataflowReshape(), rt.DeadCodeElimination(), schedule_all,
+        rt.ToNonDataflow(), rt.RemovePurityChecking(), rt.CallTIRRewrite(),
+        rt.StaticPlanBlockMemory(), rt.LowerAllocTensor(), rt.KillAfterLastUse(),
+        rt.LowerRuntimeBuiltin(), rt.ComputePrimValue(), rt.VMShapeLower(),
+        rt.AttachGlobalSymbol()])
 
 
 def cross_compiler(cxx: str):

@@ -18,11 +18,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .onnx_node import attr_text
+
 AFFINE_OPS = ("Add", "Sub", "Mul", "Div", "BatchNormalization")
 F32_MAX = float(np.finfo(np.float32).max)
 
 
-def _constants(graph):
+def constants(graph):
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Identity" and node.input[0] in consts:
@@ -41,13 +43,15 @@ def _attrs(node):
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _per_channel(v, channels, rank):
-    """A constant that broadcasts along the channel axis of an (N, C, *spatial) tensor only,
-    as a (C,) float64 vector; None when it broadcasts any other way."""
+def _per_channel(v, channels, rank, axis=1):
+    """A constant that broadcasts along the channel axis (``axis``: 1 for (N, C, *spatial),
+    -1 channels last) of a rank-``rank`` tensor only, as a (C,) float64 vector; None when it
+    broadcasts any other way."""
     if v is None or v.ndim > rank or v.dtype.kind != "f":
         return None
+    axis = axis % rank
     shape = (1,) * (rank - v.ndim) + v.shape
-    if any(d != 1 for i, d in enumerate(shape) if i != 1) or shape[1] not in (1, channels):
+    if any(d != 1 for i, d in enumerate(shape) if i != axis) or shape[axis] not in (1, channels):
         return None
     return np.broadcast_to(v.reshape(-1).astype(np.float64), (channels,))
 
@@ -60,6 +64,7 @@ class _Chain:
         self.c = np.zeros(channels)
         self.activation, self.args, self.slope = None, (), None
         self.nodes = []
+        self.axis = 1   # of the channels: -1 for a channels_last kernel (MatMul, Gemm)
 
     @property
     def scaled(self):
@@ -71,7 +76,7 @@ def _affine_step(node, cur, consts, chain, rank, channels, can_scale, can_shift)
     ins = list(node.input)
     if node.op_type == "BatchNormalization":
         uses_stats = len(node.output) > 1 and any(node.output[1:])  # training outputs
-        if uses_stats or ins[0] != cur or not can_scale:
+        if uses_stats or ins[0] != cur or not can_scale or chain.axis != 1:
             return False
         vals = [consts.get(n) for n in ins[1:5]]
         if any(v is None for v in vals):
@@ -87,7 +92,7 @@ def _affine_step(node, cur, consts, chain, rank, channels, can_scale, can_shift)
     if len(ins) != 2 or ins.count(cur) != 1:
         return False
     other = ins[1] if ins[0] == cur else ins[0]
-    v = _per_channel(consts.get(other), channels, rank)
+    v = _per_channel(consts.get(other), channels, rank, chain.axis)
     if v is None:
         return False
     if node.op_type in ("Add", "Sub"):
@@ -134,7 +139,7 @@ def _activation_step(node, cur, consts, chain, rank, channels, opset):
             lo, hi = (float(np.asarray(b).reshape(-1)[0]) for b in bounds)
         chain.activation, chain.args = "clip", (float(lo), float(hi))
     elif op == "PRelu":
-        slope = _per_channel(consts.get(node.input[1]), channels, rank)
+        slope = _per_channel(consts.get(node.input[1]), channels, rank, chain.axis)
         if slope is None:
             return False
         chain.activation, chain.slope = "prelu", slope
@@ -157,7 +162,7 @@ def tensor_dims(tensor_type) -> list:
             for d in tensor_type.shape.dim]
 
 
-def _value_types(model):
+def value_types(model):
     """{tensor name: (elem dtype, shape)} from ONNX shape inference (empty where it fails)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
@@ -177,9 +182,9 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
     report lists ``(node name, [absorbed op types])`` per ConvTranspose. ``enabled=False`` only
     tags each ConvTranspose with its name (``convt_node``), for error messages."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    types = _value_types(model)
+    types = value_types(model)
     graph = model.graph
-    consts = _constants(graph)
+    consts = constants(graph)
     consumers = {}
     for i, node in enumerate(graph.node):
         for name in node.input:
@@ -190,8 +195,8 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
     for idx, node in enumerate(graph.node):
         if node.op_type != "ConvTranspose":
             continue
-        name = node.name or node.output[0]
         at = _attrs(node)
+        name = attr_text(at["convt_node"]) if "convt_node" in at else (node.name or node.output[0])
         w = consts.get(node.input[1])
         b_name = node.input[2] if len(node.input) > 2 else ""
         b = consts.get(b_name) if b_name else np.zeros(0)
@@ -203,6 +208,8 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
         if dtype is None:
             dtype = w.dtype if w is not None else np.dtype(np.float32)
         chain = _Chain(channels or 0)
+        if attr_text(at.get("convt_layout", "channels_first")) == "channels_last":
+            chain.axis, rank = -1, 3   # onnx's shape inference misreads these nodes
         cur = node.output[0]
         while enabled and channels and rank and cur not in outputs and len(consumers.get(cur, [])) == 1:
             nxt = graph.node[consumers[cur][0]]
@@ -241,7 +248,7 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
             if chain.args:
                 extra["convt_activation_args"] = list(chain.args)
         fused = helper.make_node("ConvTranspose", inputs, [cur], name=node.name, **extra)
-        fused.attribute.extend(node.attribute)
+        fused.attribute.extend(a for a in node.attribute if a.name not in extra)
         graph.node[idx].CopyFrom(fused)
 
     kept = [n for i, n in enumerate(graph.node) if i not in drop]

@@ -17,7 +17,8 @@ from onnx import helper
 
 from .onnx_fold import (OnnxWarning, fold_probing_batch, fold_shapes, onnxruntime_refusal,
                         open_batch_inputs)
-from .onnx_fuse import fuse, tensor_dims
+from .onnx_forward import forward_ops
+from .onnx_fuse import constants as onnx_constants, fuse, tensor_dims, value_types
 from .onnx_node import OnnxError, attr_text, resolve
 
 
@@ -131,7 +132,15 @@ class _ConvTransposeConverter:
         node = attr_text(attrs.get("convt_node", "ConvTranspose"))
         x, w, b, slope = (inputs[i] for i in range(4))
         x_shape, w_shape = T.relax_shape(x), T.relax_shape(w)
+        channels_last = attr_text(attrs.get("convt_layout", "")) == "channels_last"
+        if channels_last:   # a MatMul or Gemm (onnx_forward): (batch, rows, K)
+            x_shape = [x_shape[0], x_shape[-1], *x_shape[1:-1]]
+        conv_strides = attrs.get("convt_conv_strides")
         fields = resolve(attrs, x_shape, w_shape, node)
+        if channels_last:
+            fields["layout"] = "channels_last"
+        if conv_strides is not None:   # a strided Conv (onnx_forward)
+            fields["conv_strides"] = tuple(int(c) for c in conv_strides)
         dtype = T.relax_dtype(x)
         if dtype not in ("float32", "float16") or T.relax_dtype(w) != dtype:
             raise OnnxError(f"node {node!r}: input and weight types {dtype}, "
@@ -199,6 +208,7 @@ def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilog
 
 def _import(model, opset, inputs, converter, T, fuse_epilogues):
     """(Relax module, fusion report) from TVM's importer with ``converter`` for ConvTranspose."""
+    model, _ = forward_ops(model, onnx_constants(model.graph), value_types(model))
     model, report = fuse(model, opset, enabled=fuse_epilogues)
     # fully known shapes are passed on; open dims stay the importer's symbolic variables
     shape_dict = {n: s for n, s, _ in inputs if all(isinstance(d, int) for d in s)}

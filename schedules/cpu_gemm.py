@@ -59,6 +59,8 @@ class ScatterGemm(Rule):
     def decline(self, spec, info):
         if spec.groups != 1:
             return f"groups {spec.groups}: the scatter form is one GEMM (groups 1)"
+        if any(c != 1 for c in spec.conv_strides):
+            return f"conv_strides {spec.conv_strides}: it reads the input at stride 1"
         if not spec.is_empty and C.col2im_terms(spec) > MAX_TERMS:
             return (f"each output would sum {C.col2im_terms(spec)} entries of P (at most "
                     f"{MAX_TERMS})")

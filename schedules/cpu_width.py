@@ -41,6 +41,8 @@ class WidthVector(Rule):
     def decline(self, spec, info):
         if info.f32_lanes < 4:
             return f"its vectors need 4 lanes or more, the target has {info.f32_lanes}"
+        if any(c != 1 for c in spec.conv_strides):
+            return f"conv_strides {spec.conv_strides}: it reads the input at stride 1"
         return super().decline(spec, info)
 
     def passes_over(self, spec, info):

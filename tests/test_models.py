@@ -45,6 +45,12 @@ def test_model_matches_onnxruntime_and_pytorch(entry, rng):
     feeds = {n: data[f"in_{n}"] for n in names}
     mod = convt.compile(path, target="x86")
     assert mod.kernels, "no ConvTranspose became a convt kernel"
+    unscheduled = sorted(name for name, rule in mod.rules.items() if not rule)
+    assert mod.rules and not unscheduled, f"PrimFuncs without a convt.rule: {unscheduled}"
+    kinds = {n.op_type for n in model.graph.node}
+    if "Conv" in kinds:   # forward convolutions run on convt kernels too
+        convs = {n.name for n in model.graph.node if n.op_type == "Conv"}
+        assert any(name in convs for name, _ in mod.kernels), "no Conv became a convt kernel"
     got = mod(**feeds)
     got = got if isinstance(got, tuple) else (got,)
     torch_out = [data[f"out_{o}"] for o in mod.output_names if f"out_{o}" in data.files]

@@ -64,6 +64,8 @@ def spec_reference(spec, x, kernel, bias=None, alpha=None):
                                spec.pads_end, spec.output_padding, spec.groups,
                                spec.layout == "channels_last", spec.kernel_layout)
     last = spec.layout == "channels_last"
+    first_axis = 1 if last else 2   # conv_strides: every c-th entry of the stride-1 result
+    y = y[(slice(None),) * first_axis + tuple(slice(None, None, c) for c in spec.conv_strides)]
     if bias is not None:
         y = y + np.asarray(bias, np.float64).reshape((-1,) if last else (-1,) + (1,) * spec.rank)
     return activation_reference(y, spec.activation, spec.activation_args, alpha, last)
