@@ -368,7 +368,7 @@ def define(spec: ConvTransposeSpec, form: WeightForm = WeightForm(), q_align=Non
     xp = _pad_stage(spec, plans, x, n, lambda b, js, ci: (b, *js, ci) if cl else (b, ci, *js))
     wp, y = _conv_stage(spec, plans, xp, form, n, q_align)
     R = spec.rank
-    params, finish = _epilogue_params(spec)
+    params, finish = _epilogue_params(spec, n)
 
     def epi_fn(*idx):
         b, os, co = (idx[0], idx[1:R + 1], idx[R + 1]) if cl else (idx[0], idx[2:], idx[1])
@@ -380,7 +380,7 @@ def define(spec: ConvTransposeSpec, form: WeightForm = WeightForm(), q_align=Non
         else:
             qr = sum(((T.floordiv(o, p.s), T.floormod(o, p.s)) for o, p in zip(os, plans)), ())
             v = y[(b, *qr, co)]
-        return finish(v, co)
+        return finish(v, co, idx)
 
     out = T.compute(spec.output_shape(n), epi_fn, name=BLOCK_EPILOGUE)
     roles = {**_stage_roles(spec, form), BLOCK_EPILOGUE: _epilogue_roles(spec)}
@@ -393,7 +393,7 @@ def _empty_definition(spec):
     n = T.var("n") if spec.batch is None else spec.batch
     x = T.placeholder(spec.input_shape(n), spec.dtype, name="x")
     wp = T.placeholder((0,), ACC_DTYPE, name="packed")
-    params, _ = _epilogue_params(spec)
+    params, _ = _epilogue_params(spec, n)
     out = T.compute(spec.output_shape(n), lambda *i: T.const(0, spec.dtype), name=BLOCK_EPILOGUE)
     return Definition(spec, WeightForm("none"), (1,) * spec.rank, tuple([x, wp] + params), out,
                       {BLOCK_EPILOGUE: _epilogue_roles(spec)}, spec)
@@ -449,19 +449,25 @@ def _conv_stage(spec, plans, xp, form, n, q_align):
     return wp, T.compute((n,) + split + (spec.out_channels,), conv_fn, name=BLOCK_CONV)
 
 
-def _epilogue_params(spec):
-    """(bias/alpha placeholders, ``finish(v, co)``: bias, activation, output dtype)."""
-    params, bias, alpha = [], None, None
+def _epilogue_params(spec, n):
+    """(bias/alpha/residual placeholders, ``finish(v, co, idx)``: bias, residual (at output
+    index ``idx``), activation, output dtype); ``n``: the batch."""
+    params, bias, alpha, residual = [], None, None, None
     if spec.bias:
         bias = T.placeholder((spec.out_channels,), spec.dtype, name="bias")
         params.append(bias)
     if spec.activation == "prelu":
         alpha = T.placeholder((spec.out_channels,), spec.dtype, name="alpha")
         params.append(alpha)
+    if spec.residual:
+        residual = T.placeholder(spec.output_shape(n), spec.dtype, name="residual")
+        params.append(residual)
 
-    def finish(v, co):
+    def finish(v, co, idx):
         if bias is not None:
             v = v + bias[co].astype(ACC_DTYPE)
+        if residual is not None:
+            v = v + residual[tuple(idx)].astype(ACC_DTYPE)
         if spec.activation == "prelu":
             v = T.select(v >= T.const(0, ACC_DTYPE), v, v * alpha[co].astype(ACC_DTYPE))
         else:
@@ -559,7 +565,7 @@ def _gemm_definition(spec, form, q_align):
     gn = 1 if folded else n
     xp = _pad_stage(g, gplans, x, gn, source)
     wp, y = _conv_stage(g, gplans, xp, WeightForm(co_block=form.block(spec)), gn, q_align)
-    params, finish = _epilogue_params(spec)
+    params, finish = _epilogue_params(spec, n)
     plans = axis_plans(spec)
 
     def epi_fn(*idx):
@@ -573,7 +579,7 @@ def _gemm_definition(spec, form, q_align):
             term = y[(0 if folded else b, l, 0, c * spec.out_channels + co)]
             v = v + T.if_then_else(T.all_of(*[ok for _, _, ok in combo]), term,
                                    T.const(0, ACC_DTYPE))
-        return finish(v, co)
+        return finish(v, co, idx)
 
     out = T.compute(spec.output_shape(n), epi_fn, name=BLOCK_EPILOGUE)
     roles = {**_stage_roles(g, WeightForm()), BLOCK_EPILOGUE: _epilogue_roles(spec)}

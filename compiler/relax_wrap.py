@@ -39,7 +39,7 @@ def relax_module(spec, target="x86", knobs=None):
     bb = rx.BlockBuilder()
     n = T.var("n", "int64") if spec.batch is None else spec.batch
     params = [rx.Var("x", rx.TensorType(spec.input_shape(n), spec.dtype))]
-    params += [rx.Var(p, rx.TensorType(spec.param_shape(p), spec.dtype))
+    params += [rx.Var(p, rx.TensorType(spec.param_shape(p, n), spec.dtype))
                for p in spec.param_names]
     with bb.function("main", params):
         out = emit_call(bb, spec, params, n, target, knobs)

@@ -39,7 +39,8 @@ class ConvTransposeSpec:
     ``in_channels``/``out_channels`` are totals; ``groups`` splits both. ``batch`` is an int or
     ``None`` (symbolic: the compiled module accepts any batch size). ``conv_strides`` (with
     ``strides`` 1) makes it a strided forward convolution with a flipped kernel
-    (``frontends.onnx_forward``). ``activation`` names an
+    (``frontends.onnx_forward``). ``residual`` adds a tensor of the output's shape before the
+    activation (a ResNet block's ``relu(bn(conv(x)) + x)``). ``activation`` names an
     elementwise activation from :mod:`convt.compiler.activations`, applied after the bias, with
     ``activation_args`` (e.g. LeakyRelu's alpha); ``"prelu"`` adds a per-channel slope input.
     """
@@ -62,6 +63,7 @@ class ConvTransposeSpec:
     activation: str = "linear"
     activation_args: Tuple[float, ...] = ()
     conv_strides: Optional[Tuple[int, ...]] = None
+    residual: bool = False
 
     def __post_init__(self):
         rank = len(self.kernel)
@@ -168,10 +170,14 @@ class ConvTransposeSpec:
     def param_names(self) -> Tuple[str, ...]:
         """Kernel inputs after ``x``, in call order."""
         return (("kernel",) + (("bias",) if self.bias else ())
-                + (("alpha",) if self.activation == "prelu" else ()))
+                + (("alpha",) if self.activation == "prelu" else ())
+                + (("residual",) if self.residual else ()))
 
-    def param_shape(self, name) -> Tuple[int, ...]:
-        """Shape of kernel input ``name``: the kernel, or a per-output-channel vector."""
+    def param_shape(self, name, batch=None) -> Tuple[int, ...]:
+        """Shape of kernel input ``name``: the kernel, the residual (the output's shape at
+        ``batch``), or a per-output-channel vector."""
+        if name == "residual":
+            return self.output_shape(batch)
         return self.kernel_shape if name == "kernel" else (self.out_channels,)
 
     def macs(self, batch=1) -> int:

@@ -5,12 +5,16 @@ A chain of single-consumer nodes after a ConvTranspose is absorbed while it stay
 * per-channel (or scalar) constant ``Add``/``Sub``, ``Mul``/``Div`` and inference
   ``BatchNormalization`` become a per-channel affine map ``a*y + c``, folded into the weights
   (``W*a``) and the bias (``a*b + c``), computed in float64;
-* then at most one elementwise activation (Relu, LeakyRelu, Sigmoid, Tanh, Clip, HardSigmoid,
+* then an ``Add`` of a computed tensor of the output's exact shape (a residual), the kernel's
+  5th input, added before
+* at most one elementwise activation (Relu, LeakyRelu, Sigmoid, Tanh, Clip, HardSigmoid,
   Elu, Softplus, PRelu with a per-channel or scalar slope) becomes the kernel's epilogue.
 
 Scaling needs a constant weight; a bias supplied at run time stops the affine part. The fused
 node keeps op type ConvTranspose and carries ``convt_activation``, ``convt_activation_args`` and
 ``convt_node`` (the original node's name for error messages); a PRelu slope is its 4th input.
+The fused node takes the place of the chain's last node (a residual may be computed after the
+convolution).
 """
 from __future__ import annotations
 
@@ -65,6 +69,7 @@ class _Chain:
         self.activation, self.args, self.slope = None, (), None
         self.nodes = []
         self.axis = 1   # of the channels: -1 for a channels_last kernel (MatMul, Gemm)
+        self.residual = None   # name of a same-shape tensor added before the activation
 
     @property
     def scaled(self):
@@ -112,6 +117,20 @@ def _affine_step(node, cur, consts, chain, rank, channels, can_scale, can_shift)
         return False
     f = v if node.op_type == "Mul" else 1.0 / v
     chain.a, chain.c = chain.a * f, chain.c * f
+    return True
+
+
+def _residual_step(node, cur, consts, types, chain):
+    """``Add`` of a computed tensor of exactly the conv output's shape (a residual)."""
+    if node.op_type != "Add" or len(node.input) != 2 or list(node.input).count(cur) != 1:
+        return False
+    other = node.input[1] if node.input[0] == cur else node.input[0]
+    mine, theirs = types.get(cur), types.get(other)
+    if other in consts or mine is None or theirs is None or mine != theirs:
+        return False
+    if any(d is None for d in mine[1][1:]):   # only the batch may be open (and the same)
+        return False
+    chain.residual = other
     return True
 
 
@@ -190,10 +209,10 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
         for name in node.input:
             consumers.setdefault(name, []).append(i)
     outputs = {o.name for o in graph.output}
-    drop, report, new_inits = set(), [], []
+    drop, report, new_inits, placed = set(), [], [], set()
 
     for idx, node in enumerate(graph.node):
-        if node.op_type != "ConvTranspose":
+        if node.op_type != "ConvTranspose" or idx in placed:
             continue
         at = _attrs(node)
         name = attr_text(at["convt_node"]) if "convt_node" in at else (node.name or node.output[0])
@@ -211,20 +230,22 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
         if attr_text(at.get("convt_layout", "channels_first")) == "channels_last":
             chain.axis, rank = -1, 3   # onnx's shape inference misreads these nodes
         cur = node.output[0]
+        absorbed = []   # graph indices of chain.nodes
         while enabled and channels and rank and cur not in outputs and len(consumers.get(cur, [])) == 1:
             nxt = graph.node[consumers[cur][0]]
-            if chain.activation is None and nxt.op_type in AFFINE_OPS:
+            ok = False
+            if chain.activation is None and chain.residual is None and nxt.op_type in AFFINE_OPS:
                 ok = _affine_step(nxt, cur, consts, chain, rank, channels,
                                   can_scale=w is not None and b is not None,
                                   can_shift=b is not None)
-            elif chain.activation is None:
-                ok = _activation_step(nxt, cur, consts, chain, rank, channels,
-                                      opset)
-            else:
-                ok = False
+            if not ok and chain.activation is None and chain.residual is None and chain.axis == 1:
+                ok = _residual_step(nxt, cur, consts, types, chain)
+            if not ok and chain.activation is None:
+                ok = _activation_step(nxt, cur, consts, chain, rank, channels, opset)
             if not ok:
                 break
             chain.nodes.append(nxt)
+            absorbed.append(consumers[cur][0])
             drop.add(consumers[cur][0])
             cur = nxt.output[0]
         report.append((name, [n.op_type for n in chain.nodes]))
@@ -240,6 +261,8 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
         if chain.slope is not None:
             inputs.append(_new_init(new_inits, f"{name}_convt_slope",
                                     np.asarray(chain.slope, dtype)))
+        if chain.residual is not None:   # input 4: after bias and slope (empty names if absent)
+            inputs += [""] * (4 - len(inputs)) + [chain.residual]
         while inputs and not inputs[-1]:
             inputs.pop()
         extra = {"convt_node": name}
@@ -249,7 +272,13 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
                 extra["convt_activation_args"] = list(chain.args)
         fused = helper.make_node("ConvTranspose", inputs, [cur], name=node.name, **extra)
         fused.attribute.extend(a for a in node.attribute if a.name not in extra)
-        graph.node[idx].CopyFrom(fused)
+        # at the chain's last node: what it absorbed (a residual) may be computed after the conv
+        at_idx = absorbed[-1] if absorbed else idx
+        if at_idx != idx:
+            drop.discard(at_idx)
+            drop.add(idx)
+            placed.add(at_idx)
+        graph.node[at_idx].CopyFrom(fused)
 
     kept = [n for i, n in enumerate(graph.node) if i not in drop]
     del graph.node[:]

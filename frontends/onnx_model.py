@@ -130,7 +130,7 @@ class _ConvTransposeConverter:
 
         T = self.T
         node = attr_text(attrs.get("convt_node", "ConvTranspose"))
-        x, w, b, slope = (inputs[i] for i in range(4))
+        x, w, b, slope, residual = (inputs[i] for i in range(5))
         x_shape, w_shape = T.relax_shape(x), T.relax_shape(w)
         channels_last = attr_text(attrs.get("convt_layout", "")) == "channels_last"
         if channels_last:   # a MatMul or Gemm (onnx_forward): (batch, rows, K)
@@ -152,13 +152,16 @@ class _ConvTransposeConverter:
         try:
             spec = ConvTransposeSpec(
                 **fields, batch=batch if isinstance(batch, int) else None, dtype=dtype,
-                bias=b is not None,
+                bias=b is not None, residual=residual is not None,
                 activation=attr_text(attrs.get("convt_activation", "linear")),
                 activation_args=tuple(attrs.get("convt_activation_args", ())))
         except SpecError as err:
             raise OnnxError(f"node {node!r}: {err}") from None
+        if residual is not None and T.relax_shape(residual)[1:] != list(spec.output_shape()[1:]):
+            raise OnnxError(f"node {node!r}: residual shape {T.relax_shape(residual)} must be "
+                            f"the output's {list(spec.output_shape())}")
         self.specs.append((node, spec))
-        args = [a for a in (x, w, b, slope) if a is not None]
+        args = [a for a in (x, w, b, slope, residual) if a is not None]
         return emit_call(bb, spec, args, batch, self.target, self.knobs, self.funcs)
 
 

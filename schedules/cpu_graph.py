@@ -144,6 +144,9 @@ class ReductionTile(GraphRule):
         loops = sch.get_loops(blk)
         spatial, reduce = loops[:ns], loops[ns:]
         fv = _vector_factor(T.const_extent(sch, spatial[-1]), info.f32_lanes)
+        fr = _vector_factor(T.const_extent(sch, reduce[-1]), info.f32_lanes)
+        if fv == 1 and fr > 1:
+            return self._rows(sch, blk, spatial, reduce, fr)
         vo, vi = sch.split(spatial[-1], [None, fv])
         outer = list(spatial[:-1])
         ui = None
@@ -180,6 +183,23 @@ class ReductionTile(GraphRule):
             sch.vectorize(sch.get_loops(init)[-1])
 
 
+    @staticmethod
+    def _rows(sch, blk, spatial, reduce, fr):
+        """A reduction along contiguous rows (a mean over a plane, a norm's statistics):
+        ``fr`` partial sums in a vector (``rfactor``), added up once per output."""
+        _, ki = sch.split(reduce[-1], [None, fr])
+        rf = sch.rfactor(ki, len(spatial))   # partial sums innermost: one vector per output
+        sch.vectorize(sch.get_loops(rf)[-1])
+        total = _elements(sch, spatial)
+        outer = len(spatial)
+        if total is None or total >= 2:
+            for b in (rf, blk):
+                lp = sch.get_loops(b)[:len(spatial)]
+                sch.parallel(sch.fuse(*lp) if len(lp) > 1 else lp[0])
+            outer = 1
+        sch.decompose_reduction(rf, sch.get_loops(rf)[outer])
+
+
 class GraphFallback(GraphRule):
     """Always applies: each block's outer spatial loop in parallel, what else is safe."""
     name = "cpu.graph_fallback"
@@ -207,7 +227,7 @@ def schedule_func(func, info, rules=RULES):
     for rule in rules:
         try:
             sch = rule.apply(func, info)
-        except (T.ScheduleError, T.TVMError):
+        except Exception:  # noqa: BLE001  (a rule that trips on a func leaves it to the next)
             sch = None
         if sch is not None:
             return sch.mod["main"], rule.name

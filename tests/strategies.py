@@ -54,11 +54,17 @@ def geometry(draw, rank=None, layer_rules=False):
 def specs(draw, batch=True):
     """A ConvTransposeSpec anywhere in the space, outputs with an empty axis now and then."""
     rank, sp, k, s, d = draw(geometry())
+    forward = draw(st.sampled_from([False, False, True]))   # a strided Conv: conv_strides
+    cs = tuple(draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank))) if forward \
+        else None
+    if forward:
+        s = (1,) * rank
     groups = draw(st.sampled_from([1, 1, 1, 2, 3, 4]))
     cin = groups * draw(st.sampled_from([1, 2, 3, 4, 5, 8, 16]))
     cout = groups * draw(st.sampled_from([1, 2, 3, 4, 5, 8, 16])) if groups > 1 else draw(CHANNELS)
     full = [(i - 1) * ss + (kk - 1) * dd + 1 for i, ss, kk, dd in zip(sp, s, k, d)]
-    op = tuple(draw(st.lists(st.integers(0, 3), min_size=rank, max_size=rank)))
+    op = (0,) * rank if forward else tuple(
+        draw(st.lists(st.integers(0, 3), min_size=rank, max_size=rank)))
     pb, pe = [], []
     for f, o in zip(full, op):
         b = draw(st.integers(0, min(f + o, 4)))
@@ -71,7 +77,8 @@ def specs(draw, batch=True):
         batch=draw(st.sampled_from([None, 1, 2, 3])) if batch else None,
         layout=draw(st.sampled_from(["channels_last", "channels_first"])),
         kernel_layout=draw(st.sampled_from(["spatial_oi", "io_spatial"])),
-        bias=draw(st.booleans()), activation=act, activation_args=args)
+        bias=draw(st.booleans()), activation=act, activation_args=args, conv_strides=cs,
+        residual=draw(st.sampled_from([False, False, True])))
 
 
 @st.composite

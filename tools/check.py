@@ -45,7 +45,7 @@ class Checked:
 
 def inputs_for(spec, batch, rng) -> dict:
     """Random inputs of ``spec`` by name: x, kernel (std 1/sqrt(fan-in)), then bias / PRelu
-    slope."""
+    slope / residual."""
     fan_in = max(1, spec.in_channels // spec.groups * int(np.prod(spec.kernel)))
     values = {"x": rng.standard_normal(spec.input_shape(batch)).astype(np.float32),
               "kernel": (rng.standard_normal(spec.kernel_shape)
@@ -54,6 +54,8 @@ def inputs_for(spec, batch, rng) -> dict:
         values["bias"] = rng.standard_normal(spec.out_channels).astype(np.float32)
     if spec.activation == "prelu":
         values["alpha"] = rng.uniform(0, 0.5, spec.out_channels).astype(np.float32)
+    if spec.residual:
+        values["residual"] = rng.standard_normal(spec.output_shape(batch)).astype(np.float32)
     return values
 
 
@@ -68,6 +70,6 @@ def check_spec(spec, target="x86", knobs=None, batch=None, seed=0, misalign=True
     y, faults = guarded_call(kernel.lib, kernel_meta(kernel, bound_params=False), values,
                              misalign=misalign)
     ref = reference.spec_reference(spec, values["x"], values["kernel"], values.get("bias"),
-                                   values.get("alpha"))
+                                   values.get("alpha"), values.get("residual"))
     err = float(np.max(np.abs(y - ref), initial=0)) if y.shape == ref.shape else float("inf")
     return Checked(kernel, y, ref, faults, err)

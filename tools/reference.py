@@ -57,7 +57,7 @@ def activation_reference(x, name, args=(), alpha=None, channels_last=True):
     raise ValueError(f"no reference for activation {name!r} with arguments {args}")
 
 
-def spec_reference(spec, x, kernel, bias=None, alpha=None):
+def spec_reference(spec, x, kernel, bias=None, alpha=None, residual=None):
     """What a kernel of ``spec`` (a ``ConvTransposeSpec``: its explicit pads, layout, kernel
     layout, groups, bias and activation) computes, in float64."""
     y = scatter_conv_transpose(x, kernel, spec.strides, spec.dilation, spec.pads_begin,
@@ -68,6 +68,8 @@ def spec_reference(spec, x, kernel, bias=None, alpha=None):
     y = y[(slice(None),) * first_axis + tuple(slice(None, None, c) for c in spec.conv_strides)]
     if bias is not None:
         y = y + np.asarray(bias, np.float64).reshape((-1,) if last else (-1,) + (1,) * spec.rank)
+    if residual is not None:
+        y = y + np.asarray(residual, np.float64)
     return activation_reference(y, spec.activation, spec.activation_args, alpha, last)
 
 
