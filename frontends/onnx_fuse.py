@@ -232,6 +232,8 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
         cur = node.output[0]
         absorbed = []   # graph indices of chain.nodes
         while enabled and channels and rank and cur not in outputs and len(consumers.get(cur, [])) == 1:
+            if consumers[cur][0] in drop:   # another chain took it (a sum of two convs)
+                break
             nxt = graph.node[consumers[cur][0]]
             ok = False
             if chain.activation is None and chain.residual is None and nxt.op_type in AFFINE_OPS:

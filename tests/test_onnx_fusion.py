@@ -174,3 +174,41 @@ def test_two_inputs_two_outputs(rng):
         mod(feeds["a"])
     with pytest.raises(TypeError, match="unknown input"):
         mod(feeds["a"], c=feeds["b"])
+
+
+def _resnet_model(rng, late_residual, two_convs):
+    """Conv -> BN -> Add(residual) -> Relu. ``late_residual``: the residual is computed after
+    the conv in graph order; ``two_convs``: the residual is another Conv's output (only one of
+    the two may absorb the Add)."""
+    c = 8
+    inits = {"w1": rng.standard_normal((c, c, 3, 3)).astype(np.float32) * 0.2,
+             "w2": rng.standard_normal((c, c, 3, 3)).astype(np.float32) * 0.2,
+             "g": rng.uniform(0.5, 2, c), "b": rng.standard_normal(c),
+             "m": rng.standard_normal(c), "v": rng.uniform(0.5, 2, c)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("BatchNormalization", ["c1", "g", "b", "m", "v"], ["n1"])]
+    if two_convs:
+        nodes.append(helper.make_node("Conv", ["x", "w2"], ["r"], pads=[1, 1, 1, 1],
+                                      name="conv2"))
+    else:
+        nodes.append(helper.make_node("Sigmoid", ["x"], ["r"]))
+    if not late_residual:
+        nodes = nodes[-1:] + nodes[:-1]
+    nodes += [helper.make_node("Add", ["n1", "r"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    model = make_model(nodes, [("x", ["N", c, 7, 9], FLOAT)], [("y", [None] * 4, FLOAT)],
+                       {k: np.asarray(v, np.float32) for k, v in inits.items()}, 17)
+    return model, {"x": rng.standard_normal((3, c, 7, 9)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("late_residual", [False, True])
+@pytest.mark.parametrize("two_convs", [False, True])
+def test_residual_add_joins_the_conv_epilogue(rng, late_residual, two_convs):
+    model, feeds = _resnet_model(rng, late_residual, two_convs)
+    mod = convt.compile(model)
+    fused, specs = dict(mod.fusions), dict(mod.kernels)
+    assert fused["conv1"][0] == "BatchNormalization"
+    # exactly one kernel takes the Add (with two convs, the first in graph order) and the Relu
+    takers = [n for n in fused if fused[n][-2:] == ["Add", "Relu"]]
+    assert len(takers) == 1 and [n for n in specs if specs[n].residual] == takers
+    assert sum(ops.count("Add") for ops in fused.values()) == 1
+    assert_close(mod(**feeds), ort_run(model, feeds)[0])
