@@ -66,3 +66,14 @@ def test_model_matches_onnxruntime_and_pytorch(entry, rng):
             out = out if isinstance(out, tuple) else (out,)
             for i, (g, o) in enumerate(zip(out, ort_run(model, other))):
                 _close(g, o, f"output {i} at batch {batch}")
+
+
+@pytest.mark.parametrize("file", ["torchvision_maskrcnn_mask_head.onnx", "monai_basicunet2d.onnx"])
+def test_model_builds_for_arm(file, tmp_path):
+    """The same graph rules build for aarch64 (running it is the ARM tests' part)."""
+    mod = convt.compile(os.path.join(FIXTURES, file), target="arm")
+    assert mod.rules and all(mod.rules.values()), mod.rules
+    for name, rule in mod.rules.items():   # convt kernels by ARM rules, the rest by graph rules
+        assert rule.startswith("arm." if name.startswith("convt_") else "cpu."), (name, rule)
+    mod.export(tmp_path / "model.convt")
+    assert (tmp_path / "model.convt").stat().st_size > 0
