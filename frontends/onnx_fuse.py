@@ -8,7 +8,9 @@ A chain of single-consumer nodes after a ConvTranspose is absorbed while it stay
 * then an ``Add`` of a computed tensor of the output's exact shape (a residual), the kernel's
   5th input, added before
 * at most one elementwise activation (Relu, LeakyRelu, Sigmoid, Tanh, Clip, HardSigmoid,
-  Elu, Softplus, PRelu with a per-channel or scalar slope) becomes the kernel's epilogue.
+  Elu, Softplus, Mish, HardSwish, exact Gelu, PRelu with a per-channel or scalar slope, and
+  SiLU and Mish as exported, ``x * sigmoid(x)`` / ``x * tanh(softplus(x))`` over two nodes
+  reading ``x``) becomes the kernel's epilogue.
 
 Scaling needs a constant weight; a bias supplied at run time stops the affine part. The fused
 node keeps op type ConvTranspose and carries ``convt_activation``, ``convt_activation_args`` and
@@ -134,12 +136,48 @@ def _residual_step(node, cur, consts, types, chain):
     return True
 
 
+def _self_gated(graph, consumers, cur):
+    """(activation, [node indices], output) where the two readers of ``cur`` compute
+    ``cur * sigmoid(cur)`` (SiLU, PyTorch's export of it), ``cur * tanh(softplus(cur))``
+    (Mish) or ``cur * hard_sigmoid(cur)`` (HardSwish); None otherwise. onnxruntime's
+    optimizer (``onnx_fold``) expands the Mish and HardSwish nodes of newer opsets so."""
+    idx = consumers.get(cur, [])
+    if len(idx) != 2:
+        return None
+    by_op = {graph.node[i].op_type: i for i in idx}
+    mul_i = by_op.get("Mul")
+    gate_i = by_op.get("Sigmoid", by_op.get("Softplus", by_op.get("HardSigmoid")))
+    if mul_i is None or gate_i is None or graph.node[gate_i].input[0] != cur:
+        return None
+    name = {"Sigmoid": "silu", "Softplus": "mish", "HardSigmoid": "hard_silu"}[
+        graph.node[gate_i].op_type]
+    if name == "hard_silu":   # HardSwish as onnxruntime expands it: alpha 1/6, beta 1/2
+        at = _attrs(graph.node[gate_i])
+        if not (np.isclose(at.get("alpha", 0.2), 1 / 6) and np.isclose(at.get("beta", 0.5), 0.5)):
+            return None
+    chain_i = [gate_i]
+    if graph.node[gate_i].op_type == "Softplus":   # then Tanh
+        nxt = consumers.get(graph.node[gate_i].output[0], [])
+        if len(nxt) != 1 or graph.node[nxt[0]].op_type != "Tanh":
+            return None
+        chain_i.append(nxt[0])
+    gate_out = graph.node[chain_i[-1]].output[0]
+    mul = graph.node[mul_i]
+    if sorted(mul.input) != sorted([cur, gate_out]) or consumers.get(gate_out) != [mul_i]:
+        return None
+    return name, chain_i + [mul_i], mul.output[0]
+
+
 def _activation_step(node, cur, consts, chain, rank, channels, opset):
     if not node.input or node.input[0] != cur:
         return False
     op, at = node.op_type, _attrs(node)
-    if op in ("Relu", "Sigmoid", "Tanh", "Softplus"):
+    if op in ("Relu", "Sigmoid", "Tanh", "Softplus", "Mish"):
         chain.activation = op.lower()
+    elif op == "HardSwish":
+        chain.activation = "hard_silu"
+    elif op == "Gelu" and attr_text(at.get("approximate", "none")) == "none":
+        chain.activation = "gelu"
     elif op == "LeakyRelu":
         chain.activation, chain.args = "leaky_relu", (float(at.get("alpha", 0.01)),)
     elif op == "Elu":
@@ -231,9 +269,17 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
             chain.axis, rank = -1, 3   # onnx's shape inference misreads these nodes
         cur = node.output[0]
         absorbed = []   # graph indices of chain.nodes
-        while enabled and channels and rank and cur not in outputs and len(consumers.get(cur, [])) == 1:
-            if consumers[cur][0] in drop:   # another chain took it (a sum of two convs)
+        while enabled and channels and rank and cur not in outputs:
+            gated = _self_gated(graph, consumers, cur) if chain.activation is None else None
+            if gated is not None and not drop.intersection(gated[1]):
+                chain.activation = gated[0]
+                chain.nodes += [graph.node[i] for i in gated[1]]
+                absorbed += gated[1]
+                drop.update(gated[1])
+                cur = gated[2]
                 break
+            if len(consumers.get(cur, [])) != 1 or consumers[cur][0] in drop:
+                break   # a branch, or another chain took it (a sum of two convs)
             nxt = graph.node[consumers[cur][0]]
             ok = False
             if chain.activation is None and chain.residual is None and nxt.op_type in AFFINE_OPS:
@@ -275,7 +321,7 @@ def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
         fused = helper.make_node("ConvTranspose", inputs, [cur], name=node.name, **extra)
         fused.attribute.extend(a for a in node.attribute if a.name not in extra)
         # at the chain's last node: what it absorbed (a residual) may be computed after the conv
-        at_idx = absorbed[-1] if absorbed else idx
+        at_idx = max(absorbed) if absorbed else idx
         if at_idx != idx:
             drop.discard(at_idx)
             drop.add(idx)

@@ -212,3 +212,29 @@ def test_residual_add_joins_the_conv_epilogue(rng, late_residual, two_convs):
     assert len(takers) == 1 and [n for n in specs if specs[n].residual] == takers
     assert sum(ops.count("Add") for ops in fused.values()) == 1
     assert_close(mod(**feeds), ort_run(model, feeds)[0])
+
+
+@pytest.mark.parametrize("gate", ["silu", "mish", "HardSwish", "Mish", "Gelu"])
+def test_activations_over_several_nodes_join_the_epilogue(rng, gate):
+    """PyTorch exports SiLU as Sigmoid + Mul and Mish as Softplus + Tanh + Mul, both reading
+    the conv output twice; opset 14-20 have HardSwish, Mish and Gelu as single nodes."""
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32) * 0.3
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv")]
+    if gate == "silu":
+        nodes += [helper.make_node("Sigmoid", ["c"], ["g"]),
+                  helper.make_node("Mul", ["g", "c"], ["y"])]
+    elif gate == "mish":
+        nodes += [helper.make_node("Softplus", ["c"], ["sp"]),
+                  helper.make_node("Tanh", ["sp"], ["g"]), helper.make_node("Mul", ["c", "g"], ["y"])]
+    else:
+        nodes += [helper.make_node(gate, ["c"], ["y"])]
+    model = make_model(nodes, [("x", ["N", 4, 6, 5], FLOAT)], [("y", [None] * 4, FLOAT)],
+                       {"w": w}, 20)
+    feeds = {"x": rng.standard_normal((2, 4, 6, 5)).astype(np.float32) * 2}
+    mod = convt.compile(model)
+    assert dict(mod.kernels)["conv"].activation == {
+        "silu": "silu", "mish": "mish", "HardSwish": "hard_silu", "Mish": "mish",
+        "Gelu": "gelu"}[gate]
+    # onnxruntime's optimizer (shape folding) expands the Mish and HardSwish nodes
+    assert dict(mod.fusions)["conv"][-1] in ("Mul", "Gelu")
+    assert_close(mod(**feeds), ort_run(model, feeds)[0])
