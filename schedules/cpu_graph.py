@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from convt.compiler import tvm_api as T
 
-PARALLEL_MIN = 2048      # elements below which a thread pool launch costs more than it saves
+PARALLEL_MIN = 1 << 15   # elements below which one thread does it (rule.SERIAL_MACS: why)
 TILE_ROWS = (4, 3, 2)    # rows of a reduction tile (x one vector each: accumulators)
 
 

@@ -16,6 +16,8 @@ from convt.compiler import tvm_api as T
 from .space import Knob, Space
 from .steps import Axes
 
+SERIAL_MACS = 1 << 19   # multiply-adds under which a kernel runs on one thread (~10 us)
+
 
 @dataclasses.dataclass
 class Scheduled:
@@ -63,9 +65,15 @@ class Rule:
         ax = Axes(sch, C.BLOCK_PACK, d.pack_roles)
         sch.parallel(sch.fuse(ax["blk"], sch.get_loops(ax.block)[1]))
 
+    def proposal(self, spec, info) -> Dict[str, int]:
+        """``propose``, with one thread for small kernels (``serial``): a parallel kernel waits
+        for every worker, and in a model a few microseconds of work do not pay for the
+        wake-up, nor for a worker that another runtime's threads keep off its core."""
+        return {"serial": int(spec.macs(spec.batch or 1) < SERIAL_MACS), **self.propose(spec, info)}
+
     def point(self, spec, info, given=None) -> Dict[str, int]:
         """The knob values a build uses: ``given`` ones, the heuristic's for the rest."""
-        return self.space(spec, info).resolve(self.propose(spec, info), given)
+        return self.space(spec, info).resolve(self.proposal(spec, info), given)
 
     def apply(self, spec, info, given=None, forced=False, unaligned_inputs=False
               ) -> Optional[Scheduled]:
@@ -74,7 +82,7 @@ class Rule:
         if self.decline(spec, info) or (not forced and self.passes_over(spec, info)):
             return None
         space = self.space(spec, info)
-        values = space.resolve(self.propose(spec, info), given)
+        values = space.resolve(self.proposal(spec, info), given)
         d = self.definition(spec, info, values)
         sch = T.Schedule(d.prim_func(unaligned_inputs))
         self.schedule(sch, d, info, values)

@@ -130,7 +130,7 @@ def test_heuristic_proposals_are_points_of_their_spaces(target):
     for spec in CONTRACT_SPECS.values():
         for r in schedules.applicable(spec, info):
             space = r.space(spec, info)
-            proposed = {k: v for k, v in r.propose(spec, info).items() if k in space.names}
+            proposed = {k: v for k, v in r.proposal(spec, info).items() if k in space.names}
             full = space.resolve(proposed)
             assert full == {**full, **proposed}, (r.name, spec, proposed, full)
             assert space.contains(full)
