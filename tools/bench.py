@@ -3,9 +3,12 @@
 Per layer of the suite: median ms of convt through ``convt.compile(onnx_model)`` (NCHW, what an
 ONNX user gets), of convt on the same layer in channels_last (NHWC, what a Keras user gets), and
 of each installed rival; useful GFLOP/s (2 * N * C_in * prod(in) * C_out/groups * prod(kernel));
-% of a ceiling measured in the same run (numpy's sgemm 2048^3 on the same threads); the ratio
+% of the FMA peak measured in the same run (``tools/ceiling.py``: an FMA loop of our own on the
+same threads, printed beside numpy's sgemm 2048^3 run without the OPENBLAS_CORETYPE override that
+pins OpenBLAS to slower kernels here, so the percentage is of what the cores can do); the ratio
 best-rival-ms / convt-ms (> 1: convt faster); convt's compile time. Depthwise and grouped layers
 also report GB/s (input + weights + output bytes once) against a measured copy bandwidth.
+``--part models`` runs the whole-model suite instead (``tools/bench_models.py``).
 
 Contestants are timed in interleaved rounds (the order rotates each round) so that drifts of a
 shared machine hit all of them. Every runtime's idle workers spin for a while after a run and
@@ -33,12 +36,14 @@ def add_arguments(p):
                    help="suite JSON (default: ../shared/bench/suite.json)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=15, help="timed rounds per contestant")
-    p.add_argument("--only", default="", help="comma-separated shape names")
+    p.add_argument("--only", default="", help="comma-separated shape names (layers) or model "
+                   "names / file stems (models)")
     p.add_argument("--json", default="", help="write results to this JSON file")
-    p.add_argument("--png", default="", help="write a chart of the ratios to this PNG file")
+    p.add_argument("--png", default="", help="write a chart of the ratios to this PNG file "
+                   "(with --part all the models' chart goes to <stem>_models.png)")
     p.add_argument("--part", choices=("all", "layers", "models"), default="all",
-                   help="layers: the suite's ConvTranspose layers; models: whole ONNX models "
-                        "(the DCGAN block with and without fusion, the PyTorch fixtures)")
+                   help="layers: the suite's ConvTranspose layers; models: the whole ONNX "
+                        "models of tests/fixtures/models/manifest.json")
 
 
 def _median_ms(fn, repeat):
@@ -79,13 +84,6 @@ def _spec(shape, layout="channels_first"):
         tuple(shape["stride"]), tuple(shape["dilation"]), tuple(shape["pads"][:r]),
         tuple(shape["pads"][r:]), tuple(shape["output_padding"]), groups=shape["groups"],
         batch=shape["N"], layout=layout, kernel_layout="io_spatial")
-
-
-def ceiling_gflops(threads, repeat=5):
-    """numpy sgemm 2048^3 GFLOP/s (the BLAS numpy links, on the process's threads)."""
-    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
-    ms = _median_ms(lambda: a @ a, repeat)
-    return 2 * 2048 ** 3 / ms / 1e6
 
 
 def copy_gbps(repeat=5):
@@ -150,7 +148,7 @@ def _print_row(row, peak, copy_bw):
     extra = (f"  {row['gbps']:.1f} GB/s = {100 * row['gbps'] / copy_bw:.0f}% of copy"
              if row["groups"] > 1 else "")
     print(f"{row['name']:24} {row['gflop']:7.3f} {row['convt_ms']:9.3f} {row['nhwc_ms']:9.3f} "
-          f"{row['gflops']:6.1f} {100 * row['gflops'] / peak:6.1f} {cols} "
+          f"{row['gflops']:6.1f} {row['pct_peak']:6.1f} {cols} "
           f"{row['ratio']:6.2f} {row['ratio_nhwc']:6.2f} {row['compile_s']:7.1f}{extra}",
           flush=True)
 
@@ -170,8 +168,8 @@ def chart(rows, path, peak):
     ax.set_yscale("log")
     ax.set_xticks(pos, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("best rival ms / convt ms (>1: convt faster)")
-    ax.set_title(f"convt vs best of onnxruntime/OpenVINO/PyTorch; ceiling "
-                 f"{peak:.0f} GFLOP/s (sgemm)")
+    ax.set_title(f"convt vs best of onnxruntime/OpenVINO/PyTorch; FMA peak "
+                 f"{peak:.0f} GFLOP/s")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -181,22 +179,28 @@ def run(args):
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     import convt
-    with open(args.suite) as f:
-        shapes = json.load(f)["shapes"] if args.part != "models" else []
-    if args.only:
-        keep = set(args.only.split(","))
-        shapes = [s for s in shapes if s["name"] in keep]
+
+    from . import ceiling
+    shapes = []
+    if args.part != "models":
+        with open(args.suite) as f:
+            shapes = json.load(f)["shapes"]
+    only = [n for n in args.only.split(",") if n]
+    if only:
+        shapes = [s for s in shapes if s["name"] in only]
     convt.set_num_threads(args.threads)
-    peak, copy_bw = ceiling_gflops(args.threads), copy_gbps()
-    print(f"ceiling: numpy sgemm 2048^3 = {peak:.1f} GFLOP/s ({args.threads} threads); "
-          f"copy bandwidth {copy_bw:.1f} GB/s")
-    print(f"{'shape':24} {'GFLOP':>7} {'convt ms':>9} {'nhwc ms':>9} {'GF/s':>6} {'%ceil':>6} "
-          + " ".join(f"{k + ' ms':>9}" for k in RIVALS) + f" {'ratio':>6} {'r nhwc':>6} "
-          f"{'comp s':>7}")
+    ceil = ceiling.measure(args.threads)
+    peak, copy_bw = ceil["peak_gflops"], copy_gbps()
+    print(f"{ceiling.describe(ceil)}; copy bandwidth {copy_bw:.1f} GB/s")
     rows, rng = [], np.random.default_rng(0)
+    if shapes:
+        print(f"{'shape':24} {'GFLOP':>7} {'convt ms':>9} {'nhwc ms':>9} {'GF/s':>6} {'%peak':>6} "
+              + " ".join(f"{k + ' ms':>9}" for k in RIVALS) + f" {'ratio':>6} {'r nhwc':>6} "
+              f"{'comp s':>7}")
     for shape in shapes:
         row = bench_layer(shape, args.threads, args.repeat, rng)
-        row["pct_ceiling"] = 100 * row["gflops"] / peak
+        row["pct_peak"] = 100 * row["gflops"] / peak
+        row["pct_peak_nhwc"] = 100 * row["gflop"] / row["nhwc_ms"] * 1e3 / peak
         rows.append(row)
         _print_row(row, peak, copy_bw)
     summary = {}
@@ -209,17 +213,34 @@ def run(args):
               "lowest: NCHW {min_ratio:.2f}, NHWC {min_ratio_nhwc:.2f} (>1: convt faster)"
               .format(**summary))
         if args.png:
-            chart(rows, args.png, peak)
-    models = []
+            _chart_or_say(chart, rows, args.png, peak)
+    models = {}
     if args.part != "layers":
-        from .bench_models import run_models
-        models = run_models(args.threads, args.repeat, _median_ms)
+        from . import bench_models
+        models = bench_models.run_models(args.threads, args.repeat, peak, only)
+        if args.png:
+            png = args.png if args.part == "models" else os.path.splitext(args.png)[0] + \
+                "_models.png"
+            _chart_or_say(bench_models.chart, models, png, peak)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"ceiling_gflops": peak, "ceiling": "numpy sgemm 2048^3",
-                       "copy_gbps": copy_bw, "threads": args.threads, **summary,
-                       "rows": rows, "models": models}, f, indent=1)
+            json.dump({"peak_gflops": peak, "ceiling": ceil, "copy_gbps": copy_bw,
+                       "threads": args.threads, **summary, "rows": rows, "models": models},
+                      f, indent=1, default=str)
+        print(f"wrote {args.json}")
     return 0
+
+
+def _chart_or_say(draw, data, path, peak):
+    """Draw with matplotlib, or say why not: a missing plotting library costs the picture only,
+    never the measurements (the JSON is written either way)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(f"no chart: matplotlib is not installed (pip install matplotlib); {path} not written")
+        return
+    draw(data, path, peak)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
