@@ -226,7 +226,7 @@ def value_types(model):
     except Exception:  # noqa: BLE001  (fusion is an optimisation: fall back to none)
         return {}
     types = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         t = vi.type.tensor_type
         if t.elem_type:
             types[vi.name] = (helper.tensor_dtype_to_np_dtype(t.elem_type),
@@ -234,12 +234,14 @@ def value_types(model):
     return types
 
 
-def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True):
+def fuse(model: onnx.ModelProto, opset: int, enabled: bool = True, known_types=None):
     """A copy of ``model`` with each ConvTranspose chain folded; returns (model, report) where
     report lists ``(node name, [absorbed op types])`` per ConvTranspose. ``enabled=False`` only
-    tags each ConvTranspose with its name (``convt_node``), for error messages."""
+    tags each ConvTranspose with its name (``convt_node``), for error messages.
+    ``known_types`` (name -> (dtype, dims)) override ONNX's inference, which reads a strided
+    Conv turned ConvTranspose (``convt_conv_strides``) as unstrided."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    types = value_types(model)
+    types = {**value_types(model), **(known_types or {})}
     graph = model.graph
     consts = constants(graph)
     consumers = {}

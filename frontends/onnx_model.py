@@ -211,8 +211,9 @@ def import_model(model, input_shapes=None, target="x86", knobs=None, fuse_epilog
 
 def _import(model, opset, inputs, converter, T, fuse_epilogues):
     """(Relax module, fusion report) from TVM's importer with ``converter`` for ConvTranspose."""
-    model, _ = forward_ops(model, onnx_constants(model.graph), value_types(model))
-    model, report = fuse(model, opset, enabled=fuse_epilogues)
+    types = value_types(model)
+    model, _ = forward_ops(model, onnx_constants(model.graph), types)
+    model, report = fuse(model, opset, enabled=fuse_epilogues, known_types=types)
     # fully known shapes are passed on; open dims stay the importer's symbolic variables
     shape_dict = {n: s for n, s, _ in inputs if all(isinstance(d, int) for d in s)}
     try:
